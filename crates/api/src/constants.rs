@@ -1,0 +1,124 @@
+//! Every string the cluster sees: group, labels, annotations, condition types and reasons.
+
+/// API group of the three kinds.
+pub const GROUP: &str = "lmcache.lmcache.ai";
+/// The only served and stored version.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` of the three kinds.
+pub const API_VERSION: &str = "lmcache.lmcache.ai/v1alpha1";
+
+/// Kind names.
+pub const KIND_ENGINE: &str = "LMCacheEngine";
+/// Kind name of the CacheBlend engine.
+pub const KIND_BLEND_ENGINE: &str = "CacheBlendEngine";
+/// Kind name of the coordinator.
+pub const KIND_COORDINATOR: &str = "LMCacheCoordinator";
+
+/// Standard label keys (the first three are the selector labels).
+pub mod labels {
+    /// `app.kubernetes.io/name`.
+    pub const NAME: &str = "app.kubernetes.io/name";
+    /// `app.kubernetes.io/instance`: the custom resource's name.
+    pub const INSTANCE: &str = "app.kubernetes.io/instance";
+    /// `app.kubernetes.io/managed-by`.
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    /// `app.kubernetes.io/component`.
+    pub const COMPONENT: &str = "app.kubernetes.io/component";
+
+    /// Value of `managed-by` on every object the operator creates.
+    pub const MANAGED_BY_VALUE: &str = "lmcache-operator";
+    /// Value of `name` on engine children.
+    pub const ENGINE_NAME_VALUE: &str = "lmcache";
+    /// Value of `name` on coordinator children.
+    pub const COORDINATOR_NAME_VALUE: &str = "lmcache-coordinator";
+    /// Value of `component` on engine children.
+    pub const ENGINE_COMPONENT_VALUE: &str = "cache-engine";
+    /// Value of `component` on coordinator children.
+    pub const COORDINATOR_COMPONENT_VALUE: &str = "coordinator";
+
+    /// Pod label that opts a vLLM pod into CacheBlend injection.
+    pub const CACHEBLEND_INJECT: &str = "lmcache.ai/cacheblend-inject";
+}
+
+/// Pod annotation keys read or written by the CacheBlend webhook.
+pub mod annotations {
+    /// Names the CacheBlendEngine (same namespace) a pod binds to.
+    pub const CACHEBLEND_ENGINE: &str = "lmcache.ai/cacheblend-engine";
+    /// Overrides the engine's `injection.targetContainer`.
+    pub const CACHEBLEND_CONTAINER: &str = "lmcache.ai/cacheblend-container";
+    /// Set to `"true"` on injected pods; also the idempotency guard.
+    pub const CACHEBLEND_INJECTED: &str = "lmcache.ai/cacheblend-injected";
+    /// Why a pod was not injected (one of [`super::skip_reasons`]).
+    pub const CACHEBLEND_SKIP_REASON: &str = "lmcache.ai/cacheblend-skip-reason";
+}
+
+/// Values of the `lmcache.ai/cacheblend-skip-reason` annotation, in precedence order.
+pub mod skip_reasons {
+    /// No CacheBlendEngine of that name in the pod's namespace.
+    pub const ENGINE_NOT_FOUND: &str = "engine-not-found";
+    /// The engine has no payload image repository.
+    pub const PAYLOAD_IMAGE_UNSET: &str = "payload-image-unset";
+    /// The target container does not exist.
+    pub const TARGET_CONTAINER_NOT_FOUND: &str = "target-container-not-found";
+    /// The target container overrides `command`.
+    pub const COMMAND_OVERRIDE: &str = "command-override";
+    /// The target container already passes `--kv-transfer-config`.
+    pub const KV_TRANSFER_CONFIG_PRESENT: &str = "kv-transfer-config-present";
+}
+
+/// Condition types.
+pub mod conditions {
+    /// At least one instance is ready.
+    pub const AVAILABLE: &str = "Available";
+    /// Every desired instance is ready.
+    pub const ALL_INSTANCES_READY: &str = "AllInstancesReady";
+    /// The spec passed validation and is usable.
+    pub const CONFIG_VALID: &str = "ConfigValid";
+}
+
+/// Condition reasons (also used as Event reasons where they match).
+pub mod reasons {
+    /// `Available=True`.
+    pub const AT_LEAST_ONE_READY: &str = "AtLeastOneReady";
+    /// `Available=False` for engines.
+    pub const NO_READY_INSTANCES: &str = "NoReadyInstances";
+    /// `Available=False` for coordinators.
+    pub const NO_READY_REPLICAS: &str = "NoReadyReplicas";
+    /// `AllInstancesReady=True`.
+    pub const ALL_READY: &str = "AllReady";
+    /// `AllInstancesReady=False`.
+    pub const NOT_ALL_READY: &str = "NotAllReady";
+    /// `ConfigValid=True`.
+    pub const VALID: &str = "Valid";
+    /// `ConfigValid=False`: a validation rule failed.
+    pub const VALIDATION_FAILED: &str = "ValidationFailed";
+    /// `ConfigValid=False`: `coordinator.ref` names a missing coordinator.
+    pub const COORDINATOR_NOT_FOUND: &str = "CoordinatorNotFound";
+    /// `ConfigValid=False`: a child name is taken by an object this CR does not control.
+    pub const NAME_CONFLICT: &str = "NameConflict";
+    /// Event: ServiceMonitor wanted but the API is not served.
+    pub const SERVICE_MONITOR_UNAVAILABLE: &str = "ServiceMonitorUnavailable";
+    /// `ConfigValid=True` message.
+    pub const VALID_MESSAGE: &str = "Spec validation passed";
+}
+
+/// Phase values.
+pub mod phases {
+    /// Valid spec; no ready instance yet.
+    pub const PENDING: &str = "Pending";
+    /// All desired instances ready.
+    pub const RUNNING: &str = "Running";
+    /// Some, not all, desired instances ready.
+    pub const DEGRADED: &str = "Degraded";
+    /// The spec is not usable.
+    pub const FAILED: &str = "Failed";
+}
+
+/// Name of the data key of the connection ConfigMap.
+pub const CONNECTION_CONFIG_KEY: &str = "kv-transfer-config.json";
+/// Suffix of the connection ConfigMap's name.
+pub const CONNECTION_SUFFIX: &str = "-connection";
+/// Suffix of the headless metrics Service's name.
+pub const METRICS_SUFFIX: &str = "-metrics";
+/// Default cluster DNS domain.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";

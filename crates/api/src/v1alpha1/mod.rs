@@ -1,0 +1,14 @@
+//! `lmcache.lmcache.ai/v1alpha1`.
+
+mod blend;
+mod common;
+mod coordinator;
+mod engine;
+pub(crate) mod schema;
+mod status;
+
+pub use blend::*;
+pub use common::*;
+pub use coordinator::*;
+pub use engine::*;
+pub use status::*;

@@ -1,0 +1,72 @@
+//! Status of the three kinds.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of an LMCacheEngine or CacheBlendEngine.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineStatus {
+    /// `Pending`, `Running`, `Degraded` or `Failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Ready engine pods (DaemonSet `status.numberReady`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_instances: Option<i32>,
+    /// Nodes that should run an engine pod (DaemonSet `status.desiredNumberScheduled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_instances: Option<i32>,
+    /// One entry per engine pod, sorted by node name, then pod name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<Endpoint>>,
+    /// `Available`, `AllInstancesReady` and `ConfigValid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Option<Vec<Condition>>,
+    /// `metadata.generation` of the spec last processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One engine pod.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// Node the pod runs on (`""` if not scheduled).
+    pub node_name: String,
+    /// The node's IP (`""` until known).
+    #[serde(rename = "hostIP")]
+    pub host_ip: String,
+    /// Pod name.
+    pub pod_name: String,
+    /// Server port (`spec.server.port`).
+    pub port: i32,
+    /// The pod's `Ready` condition is `True`.
+    pub ready: bool,
+}
+
+/// Observed state of an LMCacheCoordinator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CoordinatorStatus {
+    /// `Pending`, `Running`, `Degraded` or `Failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Desired replicas (Deployment `spec.replicas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Deployment `status.readyReplicas` (0 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// `http://<name>.<namespace>.svc:<port>`, the URL engines use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `metadata.generation` of the spec last processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Available`, `AllInstancesReady` and `ConfigValid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Option<Vec<Condition>>,
+}

@@ -1,0 +1,50 @@
+//! Small helpers shared by the tasks.
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Runs a command from the workspace root, echoing it, and fails on a non-zero exit.
+pub fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    run_env(program, args, &[])
+}
+
+/// [`run`] with extra environment variables for the child.
+pub fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+    eprintln!("+ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("starting {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Writes `content` to `path`, or with `check` compares and reports drift.
+/// Returns true when the file is (or now is) current.
+pub fn write_or_check(path: &Path, content: &str, check: bool) -> anyhow::Result<bool> {
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    if current == content {
+        return Ok(true);
+    }
+    if check {
+        eprintln!("stale: {}", path.display());
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(true)
+}
