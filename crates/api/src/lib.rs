@@ -41,12 +41,20 @@ use kube::CustomResourceExt;
 /// the coordinator's `spec` optional with `default: {}` (every coordinator field has a default),
 /// which the derive cannot express.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![v1alpha1::LMCacheEngine::crd(), v1alpha1::CacheBlendEngine::crd(), coordinator_crd()]
+    vec![
+        v1alpha1::LMCacheEngine::crd(),
+        v1alpha1::CacheBlendEngine::crd(),
+        coordinator_crd(),
+    ]
 }
 
 fn coordinator_crd() -> CustomResourceDefinition {
     let mut crd = v1alpha1::LMCacheCoordinator::crd();
-    let root = crd.spec.versions.iter_mut().filter_map(|v| v.schema.as_mut()?.open_api_v3_schema.as_mut());
+    let root = crd
+        .spec
+        .versions
+        .iter_mut()
+        .filter_map(|v| v.schema.as_mut()?.open_api_v3_schema.as_mut());
     for root in root {
         if let Some(required) = root.required.as_mut() {
             required.retain(|r| r != "spec");
@@ -55,7 +63,11 @@ fn coordinator_crd() -> CustomResourceDefinition {
             root.required = None;
         }
         if let Some(spec) = root.properties.as_mut().and_then(|p| p.get_mut("spec")) {
-            spec.default = Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(serde_json::json!({})));
+            spec.default = Some(
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(serde_json::json!(
+                    {}
+                )),
+            );
         }
     }
     crd

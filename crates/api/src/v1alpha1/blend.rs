@@ -99,7 +99,10 @@ pub struct BlendConfig {
 
 impl Default for BlendConfig {
     fn default() -> Self {
-        Self { check_layer: default_check_layer(), recomp_ratio: default_recomp_ratio() }
+        Self {
+            check_layer: default_check_layer(),
+            recomp_ratio: default_recomp_ratio(),
+        }
     }
 }
 
@@ -147,7 +150,11 @@ pub struct PayloadImage {
 impl PayloadImage {
     /// `repository:tag` when the repository is set and not blank.
     pub fn reference(&self) -> Option<String> {
-        let repo = self.repository.as_deref().map(str::trim).filter(|r| !r.is_empty())?;
+        let repo = self
+            .repository
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())?;
         Some(format!("{repo}:{}", self.tag))
     }
 }

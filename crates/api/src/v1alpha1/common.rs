@@ -50,7 +50,11 @@ pub struct ImageSpec {
 
 impl Default for ImageSpec {
     fn default() -> Self {
-        Self { repository: default_image_repository(), tag: default_image_tag(), pull_policy: PullPolicy::default() }
+        Self {
+            repository: default_image_repository(),
+            tag: default_image_tag(),
+            pull_policy: PullPolicy::default(),
+        }
     }
 }
 
@@ -119,10 +123,18 @@ impl fmt::Display for LogLevel {
 
 /// garde rule: strictly positive number (the schema side is `exclusive_minimum_zero`).
 pub(crate) fn positive(value: &f64, _: &()) -> garde::Result {
-    if *value > 0.0 { Ok(()) } else { Err(garde::Error::new("must be greater than 0")) }
+    if *value > 0.0 {
+        Ok(())
+    } else {
+        Err(garde::Error::new("must be greater than 0"))
+    }
 }
 
 /// garde rule: a fraction in (0, 1].
 pub(crate) fn unit_fraction(value: &f64, _: &()) -> garde::Result {
-    if *value > 0.0 && *value <= 1.0 { Ok(()) } else { Err(garde::Error::new("must be in (0.0, 1.0]")) }
+    if *value > 0.0 && *value <= 1.0 {
+        Ok(())
+    } else {
+        Err(garde::Error::new("must be in (0.0, 1.0]"))
+    }
 }

@@ -263,7 +263,11 @@ pub struct CoordinatorPrometheus {
 
 impl Default for CoordinatorPrometheus {
     fn default() -> Self {
-        Self { enabled: true, port: default_metrics_port(), service_monitor: Default::default() }
+        Self {
+            enabled: true,
+            port: default_metrics_port(),
+            service_monitor: Default::default(),
+        }
     }
 }
 
@@ -277,12 +281,20 @@ pub struct CoordinatorServiceMonitor {
     pub enabled: bool,
     /// Scrape interval.
     #[serde(default = "default_interval")]
-    #[garde(length(min = 1), pattern(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"))]
+    #[garde(
+        length(min = 1),
+        pattern(
+            r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+        )
+    )]
     pub interval: String,
 }
 
 impl Default for CoordinatorServiceMonitor {
     fn default() -> Self {
-        Self { enabled: false, interval: default_interval() }
+        Self {
+            enabled: false,
+            interval: default_interval(),
+        }
     }
 }

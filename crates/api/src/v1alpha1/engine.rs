@@ -1,8 +1,7 @@
 //! `LMCacheEngine`: a DaemonSet of LMCache MP servers, one per matching GPU node.
 
 use super::common::{
-    ImageSpec, LogLevel, default_interval, default_metrics_port, default_true, positive,
-    unit_fraction,
+    ImageSpec, LogLevel, default_interval, default_metrics_port, default_true, positive, unit_fraction,
 };
 use super::schema;
 use super::status::EngineStatus;
@@ -30,7 +29,8 @@ pub const COORDINATOR_RULE_MESSAGE: &str = "exactly one of ref or url must be se
 /// CEL rule on the engines' `spec` (E11).
 pub const PORTS_RULE: &str = "(has(self.prometheus) && has(self.prometheus.enabled) && !self.prometheus.enabled) || ((has(self.prometheus) && has(self.prometheus.port)) ? self.prometheus.port : 9090) != ((has(self.server) && has(self.server.port)) ? self.server.port : 5555)";
 /// Message of [`PORTS_RULE`].
-pub const PORTS_RULE_MESSAGE: &str = "prometheus.port must differ from server.port when prometheus is enabled";
+pub const PORTS_RULE_MESSAGE: &str =
+    "prometheus.port must differ from server.port when prometheus is enabled";
 
 /// Desired state of an LMCacheEngine. `CacheBlendEngine` embeds the same fields.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Validate)]
@@ -328,7 +328,11 @@ pub struct PrometheusConfig {
 
 impl Default for PrometheusConfig {
     fn default() -> Self {
-        Self { enabled: true, port: default_metrics_port(), service_monitor: ServiceMonitorConfig::default() }
+        Self {
+            enabled: true,
+            port: default_metrics_port(),
+            service_monitor: ServiceMonitorConfig::default(),
+        }
     }
 }
 
@@ -342,7 +346,12 @@ pub struct ServiceMonitorConfig {
     pub enabled: bool,
     /// Scrape interval.
     #[serde(default = "default_interval")]
-    #[garde(length(min = 1), pattern(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"))]
+    #[garde(
+        length(min = 1),
+        pattern(
+            r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+        )
+    )]
     pub interval: String,
     /// Extra labels on the ServiceMonitor (e.g. `release: kube-prometheus-stack`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -352,7 +361,11 @@ pub struct ServiceMonitorConfig {
 
 impl Default for ServiceMonitorConfig {
     fn default() -> Self {
-        Self { enabled: false, interval: default_interval(), labels: None }
+        Self {
+            enabled: false,
+            interval: default_interval(),
+            labels: None,
+        }
     }
 }
 
