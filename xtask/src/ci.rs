@@ -17,6 +17,7 @@ pub fn run() -> anyhow::Result<()> {
         ],
     )?;
     crate::crd::run(true)?;
+    crate::manifests::run(true)?;
     // INSTA_UPDATE=no: a changed snapshot fails instead of writing a .snap.new.
     run_env(
         "cargo",

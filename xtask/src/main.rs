@@ -2,6 +2,7 @@
 
 mod ci;
 mod crd;
+mod manifests;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,12 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Write deploy/install.yaml and deploy/kustomize/ (or, with --check, fail when stale).
+    Manifests {
+        /// Exit non-zero instead of writing when the committed files differ.
+        #[arg(long)]
+        check: bool,
+    },
     /// Every check CI runs: fmt, clippy, tests, generated-file drift.
     Ci,
     /// Bring up the local control plane and run the product on it.
@@ -30,6 +37,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { check } => crd::run(check),
+        Command::Manifests { check } => manifests::run(check),
         Command::Ci => ci::run(),
         Command::Demo => {
             anyhow::bail!("`cargo xtask demo` arrives with the local control plane (issue: e2e harness)")

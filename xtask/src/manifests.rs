@@ -1,0 +1,464 @@
+//! `cargo xtask manifests [--check]`: deploy/install.yaml and the kustomize layout under
+//! deploy/kustomize/, generated from one set of build variables (namespace, images, domain).
+//!
+//! The operator namespace appears in these generated files only; the programs read theirs from
+//! `POD_NAMESPACE` (multitenancy.md MT-9).
+
+use crate::util::{root, write_or_check};
+use anyhow::bail;
+use serde_json::{Value, json};
+
+/// Build variables of the install manifest.
+pub struct Vars {
+    pub namespace: String,
+    pub operator_image: String,
+    pub webhook_image: String,
+    pub cluster_domain: String,
+}
+
+impl Default for Vars {
+    fn default() -> Self {
+        let version = env!("CARGO_PKG_VERSION");
+        Self {
+            namespace: "lmcache-operator-system".into(),
+            operator_image: format!("lmcache/lmcache-operator:{version}"),
+            webhook_image: format!("lmcache/lmcache-webhook:{version}"),
+            cluster_domain: "cluster.local".into(),
+        }
+    }
+}
+
+const PREFIX: &str = "lmcache-operator";
+const WEBHOOK_PATH: &str = "/mutate-cacheblend-pod";
+const CERT_DIR: &str = "/tmp/k8s-webhook-server/serving-certs";
+
+fn labels(component: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": PREFIX,
+        "app.kubernetes.io/part-of": PREFIX,
+        "app.kubernetes.io/component": component,
+    })
+}
+
+fn selector(component: &str) -> Value {
+    json!({"app.kubernetes.io/name": PREFIX, "app.kubernetes.io/component": component})
+}
+
+fn meta(name: &str, namespace: Option<&str>, component: &str) -> Value {
+    let mut m = json!({"name": name, "labels": labels(component)});
+    if let Some(ns) = namespace {
+        m["namespace"] = ns.into();
+    }
+    m
+}
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
+    json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
+}
+
+const KINDS: [&str; 3] = ["lmcacheengines", "cacheblendengines", "lmcachecoordinators"];
+
+fn with_suffix(suffix: &str) -> Vec<String> {
+    KINDS.iter().map(|k| format!("{k}{suffix}")).collect()
+}
+
+/// Least-privilege rules of the controller (operations.md §5.1).
+pub fn controller_rules() -> Vec<Value> {
+    let group = lmcache_api::constants::GROUP;
+    let status = with_suffix("/status");
+    let finalizers = with_suffix("/finalizers");
+    let status: Vec<&str> = status.iter().map(String::as_str).collect();
+    let finalizers: Vec<&str> = finalizers.iter().map(String::as_str).collect();
+    vec![
+        rule(&[group], &KINDS, &["get", "list", "watch"]),
+        rule(&[group], &status, &["get", "update", "patch"]),
+        rule(&[group], &finalizers, &["update"]),
+        rule(
+            &["apps"],
+            &["daemonsets", "deployments"],
+            &["get", "list", "watch", "create", "patch"],
+        ),
+        rule(
+            &[""],
+            &["services"],
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
+        rule(
+            &[""],
+            &["configmaps"],
+            &["get", "list", "watch", "create", "patch"],
+        ),
+        rule(&[""], &["pods"], &["get", "list", "watch"]),
+        rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
+        rule(
+            &["monitoring.coreos.com"],
+            &["servicemonitors"],
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
+    ]
+}
+
+/// The webhook reads CacheBlendEngines and nothing else (operations.md §5.3).
+pub fn webhook_rules() -> Vec<Value> {
+    vec![rule(
+        &[lmcache_api::constants::GROUP],
+        &["cacheblendengines"],
+        &["get", "list", "watch"],
+    )]
+}
+
+/// Role for the leader-election Lease in the operator namespace (operations.md §5.2).
+pub fn leader_election_rules() -> Vec<Value> {
+    vec![rule(
+        &["coordination.k8s.io"],
+        &["leases"],
+        &["get", "create", "update", "patch"],
+    )]
+}
+
+fn hardened_container(name: &str, image: &str, args: Vec<String>, ports: Value, memory_limit: &str) -> Value {
+    json!({
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        "ports": ports,
+        "env": [{"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "initialDelaySeconds": 15, "periodSeconds": 20},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}, "initialDelaySeconds": 5, "periodSeconds": 10},
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"cpu": "500m", "memory": memory_limit},
+        },
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    })
+}
+
+fn admin_ports(extra: Option<Value>) -> Value {
+    let mut ports = Vec::new();
+    if let Some(p) = extra {
+        ports.push(p);
+    }
+    ports.push(json!({"name": "metrics", "containerPort": 8080, "protocol": "TCP"}));
+    ports.push(json!({"name": "health", "containerPort": 8081, "protocol": "TCP"}));
+    Value::Array(ports)
+}
+
+fn pod_security_context() -> Value {
+    json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})
+}
+
+/// Every document of install.yaml, in apply order (operations.md §2).
+pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
+    let ns = v.namespace.as_str();
+    let controller = format!("{PREFIX}-controller");
+    let webhook = format!("{PREFIX}-webhook");
+    let cert = format!("{PREFIX}-webhook-cert");
+    let issuer = format!("{PREFIX}-selfsigned-issuer");
+    let domain = &v.cluster_domain;
+    let mut docs: Vec<(&'static str, Value)> = Vec::new();
+
+    docs.push((
+        "namespace",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": ns,
+            "labels": {"app.kubernetes.io/name": PREFIX, "app.kubernetes.io/part-of": PREFIX,
+                       "pod-security.kubernetes.io/enforce": "restricted"}}}),
+    ));
+    for crd in lmcache_api::crds() {
+        docs.push(("crds", serde_json::to_value(crd)?));
+    }
+    for (name, component) in [(&controller, "controller"), (&webhook, "webhook")] {
+        docs.push((
+            "rbac",
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name, Some(ns), component)}),
+        ));
+    }
+    docs.push((
+        "rbac",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": meta(&controller, None, "controller"), "rules": controller_rules()}),
+    ));
+    docs.push((
+        "rbac",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": meta(&webhook, None, "webhook"), "rules": webhook_rules()}),
+    ));
+    let group = lmcache_api::constants::GROUP;
+    let mut edit_meta = meta(&format!("{PREFIX}-edit"), None, "rbac");
+    edit_meta["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] = "true".into();
+    edit_meta["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] = "true".into();
+    docs.push((
+        "rbac",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": edit_meta, "rules": [rule(&[group], &KINDS,
+            &["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"])]}),
+    ));
+    let mut view_meta = meta(&format!("{PREFIX}-view"), None, "rbac");
+    view_meta["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] = "true".into();
+    let mut viewable: Vec<String> = KINDS.iter().map(|k| k.to_string()).collect();
+    viewable.extend(with_suffix("/status"));
+    let viewable: Vec<&str> = viewable.iter().map(String::as_str).collect();
+    docs.push((
+        "rbac",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": view_meta, "rules": [rule(&[group], &viewable, &["get", "list", "watch"])]}),
+    ));
+    for (name, component) in [(&controller, "controller"), (&webhook, "webhook")] {
+        docs.push((
+            "rbac",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": meta(name, None, component),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]}),
+        ));
+    }
+    let le = format!("{PREFIX}-leader-election");
+    docs.push((
+        "rbac",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": meta(&le, Some(ns), "controller"), "rules": leader_election_rules()}),
+    ));
+    docs.push((
+        "rbac",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": meta(&le, Some(ns), "controller"),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": le},
+        "subjects": [{"kind": "ServiceAccount", "name": controller, "namespace": ns}]}),
+    ));
+
+    docs.push((
+        "certificates",
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+        "metadata": meta(&issuer, Some(ns), "webhook"), "spec": {"selfSigned": {}}}),
+    ));
+    docs.push((
+        "certificates",
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": meta(&cert, Some(ns), "webhook"),
+        "spec": {"secretName": cert,
+                 "dnsNames": [format!("{webhook}.{ns}.svc"), format!("{webhook}.{ns}.svc.{domain}")],
+                 "issuerRef": {"kind": "Issuer", "name": issuer}}}),
+    ));
+    docs.push((
+        "webhook",
+        json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": meta(&webhook, Some(ns), "webhook"),
+        "spec": {"selector": selector("webhook"),
+                 "ports": [{"name": "https", "port": 443, "targetPort": "webhook", "protocol": "TCP"}]}}),
+    ));
+
+    let controller_args = vec![
+        "run".to_string(),
+        "--leader-elect".into(),
+        "--metrics-bind-address=:8080".into(),
+        "--health-probe-bind-address=:8081".into(),
+        format!("--cluster-domain={domain}"),
+    ];
+    docs.push((
+        "controller",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta(&controller, Some(ns), "controller"),
+        "spec": {"replicas": 1, "selector": {"matchLabels": selector("controller")},
+            "template": {"metadata": {"labels": labels("controller")},
+                "spec": {"serviceAccountName": controller, "terminationGracePeriodSeconds": 10,
+                    "securityContext": pod_security_context(),
+                    "containers": [hardened_container("controller", &v.operator_image, controller_args,
+                        admin_ports(None), "256Mi")]}}}}),
+    ));
+
+    let webhook_args = vec![
+        "serve".to_string(),
+        "--port=9443".into(),
+        format!("--cert-dir={CERT_DIR}"),
+        "--metrics-bind-address=:8080".into(),
+        "--health-probe-bind-address=:8081".into(),
+        format!("--cluster-domain={domain}"),
+    ];
+    let mut webhook_container = hardened_container(
+        "webhook",
+        &v.webhook_image,
+        webhook_args,
+        admin_ports(Some(
+            json!({"name": "webhook", "containerPort": 9443, "protocol": "TCP"}),
+        )),
+        "128Mi",
+    );
+    webhook_container["volumeMounts"] = json!([{"name": "cert", "mountPath": CERT_DIR, "readOnly": true}]);
+    docs.push((
+        "webhook",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta(&webhook, Some(ns), "webhook"),
+        "spec": {"replicas": 2, "selector": {"matchLabels": selector("webhook")},
+            "template": {"metadata": {"labels": labels("webhook")},
+                "spec": {"serviceAccountName": webhook, "terminationGracePeriodSeconds": 10,
+                    "securityContext": pod_security_context(),
+                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": selector("webhook")}}}]}},
+                    "containers": [webhook_container],
+                    "volumes": [{"name": "cert", "secret": {"secretName": cert}}]}}}}),
+    ));
+    docs.push((
+        "webhook",
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": meta(&webhook, Some(ns), "webhook"),
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector("webhook")}}}),
+    ));
+
+    let mut mwc_meta = json!({"name": format!("{PREFIX}-cacheblend-injector"),
+        "labels": {"app.kubernetes.io/name": PREFIX, "app.kubernetes.io/part-of": PREFIX,
+                   "app.kubernetes.io/component": "webhook"}});
+    mwc_meta["annotations"] = json!({"cert-manager.io/inject-ca-from": format!("{ns}/{cert}")});
+    let mut hook = webhook_template(ns);
+    hook["clientConfig"] =
+        json!({"service": {"name": webhook, "namespace": ns, "path": WEBHOOK_PATH, "port": 443}});
+    docs.push((
+        "webhook",
+        json!({"apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration", "metadata": mwc_meta, "webhooks": [hook]}),
+    ));
+    Ok(docs)
+}
+
+/// The webhook entry of the MutatingWebhookConfiguration without `clientConfig`
+/// (cacheblend.md §11); e2e registers the same entry with a loopback URL.
+pub fn webhook_template(operator_namespace: &str) -> Value {
+    json!({
+        "name": "cacheblend-injector.lmcache.ai",
+        "admissionReviewVersions": ["v1"],
+        "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                   "resources": ["pods"], "scope": "Namespaced"}],
+        "failurePolicy": "Ignore",
+        "sideEffects": "None",
+        "reinvocationPolicy": "Never",
+        "matchPolicy": "Equivalent",
+        "timeoutSeconds": 5,
+        "objectSelector": {"matchLabels": {lmcache_api::constants::labels::CACHEBLEND_INJECT: "true"}},
+        "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+            "values": ["kube-system", "kube-public", operator_namespace]}]},
+    })
+}
+
+fn to_yaml_stream(docs: &[&Value]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for doc in docs {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(doc)?);
+    }
+    Ok(out)
+}
+
+const HEADER: &str = "# Generated by `cargo xtask manifests`; do not edit.\n";
+
+pub fn run(check: bool) -> anyhow::Result<()> {
+    let docs = documents(&Vars::default())?;
+    let deploy = root().join("deploy");
+    let all: Vec<&Value> = docs.iter().map(|(_, d)| d).collect();
+    let mut current = write_or_check(
+        &deploy.join("install.yaml"),
+        &format!("{HEADER}{}", to_yaml_stream(&all)?),
+        check,
+    )?;
+    // Kustomize layout: one file per group, in install order, plus a kustomization listing them.
+    let mut groups: Vec<&str> = Vec::new();
+    for (group, _) in &docs {
+        if !groups.contains(group) {
+            groups.push(group);
+        }
+    }
+    let mut resources = Vec::new();
+    for group in &groups {
+        let members: Vec<&Value> = docs.iter().filter(|(g, _)| g == group).map(|(_, d)| d).collect();
+        let file = format!("{group}.yaml");
+        current &= write_or_check(
+            &deploy.join("kustomize").join(&file),
+            &format!("{HEADER}{}", to_yaml_stream(&members)?),
+            check,
+        )?;
+        resources.push(file);
+    }
+    let kustomization = json!({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources});
+    current &= write_or_check(
+        &deploy.join("kustomize/kustomization.yaml"),
+        &format!("{HEADER}{}", serde_yaml::to_string(&kustomization)?),
+        check,
+    )?;
+    if !current {
+        bail!("deploy/ is stale: run `cargo xtask manifests` and commit the result");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_order_and_names() {
+        let docs = documents(&Vars::default()).unwrap();
+        let kinds: Vec<String> = docs
+            .iter()
+            .map(|(_, d)| {
+                format!(
+                    "{}/{}",
+                    d["kind"].as_str().unwrap(),
+                    d["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "Namespace/lmcache-operator-system",
+                "CustomResourceDefinition/lmcacheengines.lmcache.lmcache.ai",
+                "CustomResourceDefinition/cacheblendengines.lmcache.lmcache.ai",
+                "CustomResourceDefinition/lmcachecoordinators.lmcache.lmcache.ai",
+                "ServiceAccount/lmcache-operator-controller",
+                "ServiceAccount/lmcache-operator-webhook",
+                "ClusterRole/lmcache-operator-controller",
+                "ClusterRole/lmcache-operator-webhook",
+                "ClusterRole/lmcache-operator-edit",
+                "ClusterRole/lmcache-operator-view",
+                "ClusterRoleBinding/lmcache-operator-controller",
+                "ClusterRoleBinding/lmcache-operator-webhook",
+                "Role/lmcache-operator-leader-election",
+                "RoleBinding/lmcache-operator-leader-election",
+                "Issuer/lmcache-operator-selfsigned-issuer",
+                "Certificate/lmcache-operator-webhook-cert",
+                "Service/lmcache-operator-webhook",
+                "Deployment/lmcache-operator-controller",
+                "Deployment/lmcache-operator-webhook",
+                "PodDisruptionBudget/lmcache-operator-webhook",
+                "MutatingWebhookConfiguration/lmcache-operator-cacheblend-injector",
+            ]
+        );
+    }
+
+    #[test]
+    fn namespace_is_one_variable() {
+        let vars = Vars {
+            namespace: "other-ns".into(),
+            ..Vars::default()
+        };
+        let text = serde_json::to_string(&documents(&vars).unwrap()).unwrap();
+        assert!(!text.contains("lmcache-operator-system"));
+        assert!(text.contains("other-ns/lmcache-operator-webhook-cert"));
+    }
+
+    #[test]
+    fn webhook_has_no_configmap_or_secret_access() {
+        let text = serde_json::to_string(&webhook_rules()).unwrap();
+        assert!(!text.contains("configmaps") && !text.contains("secrets") && !text.contains("pods"));
+        let text = serde_json::to_string(&controller_rules()).unwrap();
+        assert!(!text.contains("secrets"));
+    }
+}
