@@ -2,6 +2,7 @@
 
 mod ci;
 mod crd;
+mod image;
 mod manifests;
 mod util;
 
@@ -28,6 +29,15 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Build static release binaries and daemonless OCI image archives in target/images/.
+    Image {
+        /// Package the existing target/release binaries without rebuilding.
+        #[arg(long)]
+        skip_build: bool,
+        /// Also check the archives with skopeo and run the packaged binaries' --version.
+        #[arg(long)]
+        verify: bool,
+    },
     /// Every check CI runs: fmt, clippy, tests, generated-file drift.
     Ci,
     /// Bring up the local control plane and run the product on it.
@@ -38,6 +48,13 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { check } => crd::run(check),
         Command::Manifests { check } => manifests::run(check),
+        Command::Image { skip_build, verify } => {
+            let built = image::run(skip_build)?;
+            if verify {
+                image::verify(&built)?;
+            }
+            Ok(())
+        }
         Command::Ci => ci::run(),
         Command::Demo => {
             anyhow::bail!("`cargo xtask demo` arrives with the local control plane (issue: e2e harness)")
