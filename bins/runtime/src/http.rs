@@ -1,0 +1,221 @@
+//! The hyper 1 connection loop shared by the admin server and the webhook's HTTPS server.
+
+use crate::{Error, Shutdown};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// A listen address from a flag: `host:port`, `:port` (every IPv4 interface) or `0` (disabled),
+/// the conventions of controller-runtime's `--metrics-bind-address`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindAddress {
+    /// `0`: do not listen.
+    Disabled,
+    /// Listen here.
+    Addr(SocketAddr),
+}
+
+impl BindAddress {
+    /// The socket address, unless disabled.
+    pub fn socket_addr(self) -> Option<SocketAddr> {
+        match self {
+            Self::Disabled => None,
+            Self::Addr(addr) => Some(addr),
+        }
+    }
+}
+
+impl FromStr for BindAddress {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let s = s.trim();
+        let invalid = || Error::InvalidBindAddress {
+            address: s.to_string(),
+        };
+        if s == "0" {
+            return Ok(Self::Disabled);
+        }
+        if let Some(port) = s.strip_prefix(':') {
+            let port: u16 = port.parse().map_err(|_| invalid())?;
+            return Ok(Self::Addr(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))));
+        }
+        s.parse().map(Self::Addr).map_err(|_| invalid())
+    }
+}
+
+impl fmt::Display for BindAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Disabled => f.write_str("0"),
+            Self::Addr(addr) => addr.fmt(f),
+        }
+    }
+}
+
+/// Binds a TCP listener, returning (not panicking on) the error.
+pub async fn bind(address: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Bind { address, source })
+}
+
+/// Timeouts of [`serve`].
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    /// How long a client may take to send HTTP/1 request headers.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to finish the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// How long open connections may take to finish after shutdown was requested.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(2),
+            tls_handshake_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves HTTP/1 and HTTP/2 (plain, or TLS when `tls` is set) on `listener` until `shutdown`,
+/// then stops accepting and lets open connections finish for at most `drain_timeout`.
+///
+/// `handler` answers every request; it cannot fail, so every error is an HTTP response.
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: F,
+    options: ServeOptions,
+    shutdown: Shutdown,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = shutdown.requested() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Typically EMFILE; back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let handler = handler.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(handler(req).await) }
+            });
+            let served = match tls {
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(options.tls_handshake_timeout, acceptor.accept(stream)).await;
+                    let io = match handshake {
+                        Ok(Ok(io)) => io,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(io), service);
+                    watcher.watch(conn).await
+                }
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(options.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain timeout");
+    }
+}
+
+/// A response with a status, a content type and a body.
+pub fn response(
+    status: http::StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    if let Ok(value) = http::HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(http::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses() {
+        assert_eq!("0".parse::<BindAddress>().unwrap(), BindAddress::Disabled);
+        assert_eq!(
+            ":8080".parse::<BindAddress>().unwrap(),
+            BindAddress::Addr("0.0.0.0:8080".parse().unwrap())
+        );
+        assert_eq!(
+            "127.0.0.1:9443".parse::<BindAddress>().unwrap().socket_addr(),
+            Some("127.0.0.1:9443".parse().unwrap())
+        );
+        assert_eq!("[::1]:81".parse::<BindAddress>().unwrap().to_string(), "[::1]:81");
+        for bad in ["", ":", ":http", "localhost", "1.2.3.4", ":70000"] {
+            assert!(bad.parse::<BindAddress>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bind_error_is_returned() {
+        let first = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let taken = first.local_addr().unwrap();
+        let err = bind(taken).await.unwrap_err();
+        assert!(matches!(err, Error::Bind { address, .. } if address == taken));
+    }
+}
