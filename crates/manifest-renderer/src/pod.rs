@@ -1,0 +1,55 @@
+//! Small builders shared by the engine and coordinator workloads and Services.
+
+use k8s_openapi::api::core::v1::{ContainerPort, LocalObjectReference, ServicePort};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `imagePullSecrets` de-duplicated by name keeping the first occurrence, empty names dropped;
+/// `None` when nothing is left.
+pub(crate) fn pull_secrets(secrets: Option<&[LocalObjectReference]>) -> Option<Vec<LocalObjectReference>> {
+    let mut seen = BTreeSet::new();
+    let out: Vec<LocalObjectReference> = secrets
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| !s.name.is_empty() && seen.insert(s.name.as_str()))
+        .cloned()
+        .collect();
+    non_empty(out)
+}
+
+/// `Some(list)` unless empty: an empty list would only make server-side apply own a field the
+/// API server stores as absent.
+pub(crate) fn non_empty<T>(list: Vec<T>) -> Option<Vec<T>> {
+    (!list.is_empty()).then_some(list)
+}
+
+/// A cloned list, omitted when absent or empty.
+pub(crate) fn cloned_list<T: Clone>(list: Option<&Vec<T>>) -> Option<Vec<T>> {
+    list.filter(|l| !l.is_empty()).cloned()
+}
+
+/// A cloned map, omitted when absent or empty.
+pub(crate) fn cloned_map(map: Option<&BTreeMap<String, String>>) -> Option<BTreeMap<String, String>> {
+    map.filter(|m| !m.is_empty()).cloned()
+}
+
+/// A named TCP container port.
+pub(crate) fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_string()),
+        container_port: port,
+        protocol: Some("TCP".to_string()),
+        ..Default::default()
+    }
+}
+
+/// A named TCP Service port whose target is the same port number.
+pub(crate) fn service_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".to_string()),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,64 @@
+//! A typed `monitoring.coreos.com/v1` ServiceMonitor with only the fields the operator sets,
+//! so it can be server-side applied like the built-in kinds.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::CustomResource;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The subset of the Prometheus Operator's ServiceMonitor spec the operator writes. No
+/// `namespaceSelector`: it selects Services in its own namespace only (MT-14).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[kube(
+    group = "monitoring.coreos.com",
+    version = "v1",
+    kind = "ServiceMonitor",
+    plural = "servicemonitors",
+    namespaced,
+    schema = "disabled",
+    derive = "PartialEq",
+    crates(kube_core = "::kube::core", k8s_openapi = "::k8s_openapi")
+)]
+pub struct ServiceMonitorSpec {
+    /// Services to scrape.
+    pub selector: LabelSelector,
+    /// Scrape endpoints.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// `spec.selector` (only `matchLabels`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    /// Labels a Service must carry.
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// One scrape endpoint (only `port` and `interval`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Name of the Service port.
+    pub port: String,
+    /// Scrape interval, a Prometheus duration.
+    pub interval: String,
+}
+
+/// A ServiceMonitor scraping port `metrics` of the Services matching `selector`.
+pub(crate) fn service_monitor(
+    meta: ObjectMeta,
+    selector: BTreeMap<String, String>,
+    interval: &str,
+) -> ServiceMonitor {
+    ServiceMonitor {
+        metadata: meta,
+        spec: ServiceMonitorSpec {
+            selector: LabelSelector {
+                match_labels: selector,
+            },
+            endpoints: vec![Endpoint {
+                port: "metrics".to_string(),
+                interval: interval.to_string(),
+            }],
+        },
+    }
+}
