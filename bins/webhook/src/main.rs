@@ -1,1 +1,112 @@
-fn main() {}
+//! `lmcache-webhook`: wiring only; see the library crate for the parts.
+
+use anyhow::Context;
+use clap::Parser;
+use lmcache_runtime::{AdminServer, CertFiles, Readiness, ReloadingCertResolver, Shutdown, shutdown, tls};
+use lmcache_webhook::cli::{Cli, Command, InjectArgs, ServeArgs};
+use lmcache_webhook::engines::run_watch;
+use lmcache_webhook::inject_cmd::inject_yaml;
+use lmcache_webhook::{Admitter, EngineCache, Metrics, WebhookServer};
+use prometheus_client::registry::Registry;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    lmcache_runtime::install_crypto_provider();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Inject(args)) => inject(&args),
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+fn inject(args: &InjectArgs) -> anyhow::Result<()> {
+    let engines = args
+        .engines
+        .iter()
+        .map(|path| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let input = if args.filename.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(&args.filename)
+            .with_context(|| format!("reading {}", args.filename.display()))?
+    };
+    let report = inject_yaml(&engines, &input, &args.namespace, &args.cluster_domain)?;
+    for note in &report.notes {
+        eprintln!("{note}");
+    }
+    print!("{}", report.output);
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    lmcache_runtime::init_tracing(args.log_format, &args.log_level)?;
+    let (_trigger, signal) = Shutdown::on_signals()?;
+
+    let files = CertFiles::in_dir(&args.cert_dir);
+    let resolver = ReloadingCertResolver::load(files, tls::DEFAULT_CHECK_INTERVAL)
+        .context("loading the serving certificate")?;
+    let tls = Arc::new(resolver).server_config()?;
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let readiness = Readiness::new();
+    let cache_gate = readiness.gate("engine-cache");
+    let (cache, writer) = EngineCache::new();
+
+    let admin = AdminServer::bind(
+        &[args.metrics_bind_address, args.health_probe_bind_address],
+        Arc::new(registry),
+        readiness.clone(),
+    )
+    .await?;
+    let address = SocketAddr::new(args.bind_address, args.port);
+    let server = WebhookServer::bind(
+        address,
+        tls,
+        Admitter::new(cache, args.cluster_domain.clone()),
+        metrics.clone(),
+    )
+    .await?;
+    let client = kube::Client::try_default()
+        .await
+        .context("building a Kubernetes client (KUBECONFIG or in-cluster)")?;
+
+    // After a signal: unready at once, keep serving for the delay, then stop and drain.
+    let (stop_trigger, stop) = shutdown::channel();
+    let delay = Duration::from_secs(args.shutdown_delay_seconds);
+    tokio::spawn({
+        let readiness = readiness.clone();
+        let signal = signal.clone();
+        async move {
+            signal.requested().await;
+            readiness.set_draining();
+            tokio::time::sleep(delay).await;
+            stop_trigger.trigger();
+        }
+    });
+
+    let watch = tokio::spawn(run_watch(
+        client,
+        writer,
+        cache_gate,
+        move |count| metrics.set_cached_engines(count),
+        stop.clone(),
+    ));
+    let admin = tokio::spawn(admin.serve(stop.clone()));
+    tracing::info!(%address, path = lmcache_webhook::MUTATE_PATH, cluster_domain = %args.cluster_domain, "serving");
+    server.serve(stop).await;
+    let _ = admin.await;
+    let _ = watch.await;
+    tracing::info!("stopped");
+    Ok(())
+}

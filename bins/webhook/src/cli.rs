@@ -1,0 +1,136 @@
+//! Command line: `lmcache-webhook [serve] [flags]` and `lmcache-webhook inject`.
+
+use clap::{Args, Parser, Subcommand};
+use lmcache_runtime::{BindAddress, LogFormat};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// CacheBlend mutating admission webhook of the LMCache operator.
+#[derive(Debug, Parser)]
+#[command(name = "lmcache-webhook", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of `serve` when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve AdmissionReviews over HTTPS (the default).
+    #[command(alias = "webhook")]
+    Serve(ServeArgs),
+    /// Print Pods and workloads as the webhook would admit them.
+    Inject(InjectArgs),
+}
+
+/// Flags of `serve`.
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// HTTPS port of the admission endpoint.
+    #[arg(long, env = "LMCACHE_WEBHOOK_PORT", default_value_t = 9443)]
+    pub port: u16,
+    /// Address the HTTPS server binds.
+    #[arg(long, env = "LMCACHE_WEBHOOK_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Directory holding `tls.crt` and `tls.key` (re-read when they change).
+    #[arg(
+        long,
+        env = "LMCACHE_WEBHOOK_CERT_DIR",
+        default_value = "/tmp/k8s-webhook-server/serving-certs"
+    )]
+    pub cert_dir: PathBuf,
+    /// Plain-HTTP address for `/metrics` (`host:port`, `:port`, or `0` to disable).
+    #[arg(long, env = "LMCACHE_METRICS_BIND_ADDRESS", default_value = ":8080")]
+    pub metrics_bind_address: BindAddress,
+    /// Plain-HTTP address for `/healthz` and `/readyz` (`0` disables).
+    #[arg(long, env = "LMCACHE_HEALTH_PROBE_BIND_ADDRESS", default_value = ":8081")]
+    pub health_probe_bind_address: BindAddress,
+    /// Cluster DNS domain; must equal the controller's.
+    #[arg(long, env = "LMCACHE_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Log line format.
+    #[arg(long, env = "LMCACHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `debug`, `info,kube=warn`); a non-empty `RUST_LOG` wins.
+    #[arg(long, env = "LMCACHE_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Seconds to keep serving, unready, after SIGTERM before closing the listener, so the
+    /// Service stops routing here first (the webhook fails open: a refused call is a pod
+    /// admitted without injection).
+    #[arg(long, env = "LMCACHE_WEBHOOK_SHUTDOWN_DELAY_SECONDS", default_value_t = 3)]
+    pub shutdown_delay_seconds: u64,
+}
+
+/// Flags of `inject`.
+#[derive(Clone, Debug, Args)]
+pub struct InjectArgs {
+    /// Multi-document YAML of CacheBlendEngines (repeatable).
+    #[arg(long = "engine", short = 'e', required = true)]
+    pub engines: Vec<PathBuf>,
+    /// Pods or workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob);
+    /// `-` reads stdin.
+    #[arg(short = 'f', long = "filename")]
+    pub filename: PathBuf,
+    /// Namespace of objects (and engines) that do not name one.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Cluster DNS domain used in the injected `--kv-transfer-config`.
+    #[arg(long, env = "LMCACHE_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_is_the_default_and_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "lmcache-webhook",
+            "--bind-address",
+            "127.0.0.1",
+            "--metrics-bind-address",
+            "0",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.port, 9443);
+        assert_eq!(cli.serve.bind_address.to_string(), "127.0.0.1");
+        assert_eq!(cli.serve.metrics_bind_address, BindAddress::Disabled);
+        assert_eq!(cli.serve.health_probe_bind_address.to_string(), "0.0.0.0:8081");
+        assert_eq!(cli.serve.log_format, LogFormat::Json);
+
+        let cli = Cli::try_parse_from([
+            "lmcache-webhook",
+            "serve",
+            "--port=9443",
+            "--cert-dir=/tmp/k8s-webhook-server/serving-certs",
+            "--metrics-bind-address=:8080",
+            "--health-probe-bind-address=:8081",
+            "--cluster-domain=cluster.local",
+            "--log-format=plain",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.log_format, LogFormat::Plain);
+        assert!(Cli::try_parse_from(["lmcache-webhook", "--metrics-bind-address", "nope"]).is_err());
+    }
+
+    #[test]
+    fn inject_flags() {
+        let cli =
+            Cli::try_parse_from(["lmcache-webhook", "inject", "--engine", "e.yaml", "-f", "-"]).unwrap();
+        let Some(Command::Inject(args)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.filename, PathBuf::from("-"));
+        assert_eq!(args.namespace, "default");
+        assert!(Cli::try_parse_from(["lmcache-webhook", "inject", "-f", "x"]).is_err());
+    }
+}

@@ -1,0 +1,235 @@
+//! `lmcache-webhook inject`: what the webhook would do to Pods and pod templates in YAML files.
+
+use crate::Error;
+use crate::admission::Admitter;
+use crate::engines::EngineCache;
+use k8s_openapi::api::core::v1::Pod;
+use lmcache_api::constants::KIND_BLEND_ENGINE;
+use lmcache_blend_injector::{Outcome, decode_engine, patch};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The printed documents and one line per object saying what happened.
+#[derive(Debug)]
+pub struct InjectReport {
+    /// The input documents, pods mutated, as multi-document YAML.
+    pub output: String,
+    /// `Kind namespace/name: outcome` lines, in input order.
+    pub notes: Vec<String>,
+}
+
+/// Where the pod template lives in each supported kind.
+fn template_pointer(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Pod" => Some(""),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => Some("/spec/template"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    }
+}
+
+/// Parses the multi-document `engines_yaml` files (CacheBlendEngines; other kinds are an
+/// error) and applies the webhook's mutation to every Pod or pod template in `input_yaml`,
+/// each admitted in its own `metadata.namespace` (else `default_namespace`).
+pub fn inject_yaml(
+    engines_yaml: &[String],
+    input_yaml: &str,
+    default_namespace: &str,
+    cluster_domain: &str,
+) -> Result<InjectReport, Error> {
+    let mut engines = Vec::new();
+    for text in engines_yaml {
+        for (index, doc) in documents(text)?.into_iter().enumerate() {
+            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+            if kind != KIND_BLEND_ENGINE {
+                return Err(Error::NotAnEngine {
+                    index,
+                    kind: kind.to_string(),
+                });
+            }
+            engines.push(decode_engine(doc).map_err(|source| Error::Engine { index, source })?);
+        }
+    }
+    let admitter = Admitter::new(
+        EngineCache::from_engines(engines, default_namespace),
+        cluster_domain,
+    );
+
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for mut doc in documents(input_yaml)? {
+        let kind = doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let namespace = doc
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(default_namespace)
+            .to_string();
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let label = format!("{kind} {namespace}/{name}");
+        let template = template_pointer(&kind).and_then(|p| doc.pointer_mut(p));
+        match template {
+            Some(template) => notes.push(format!(
+                "{label}: {}",
+                mutate_template(&admitter, template, &namespace)?
+            )),
+            None => notes.push(format!("{label}: unchanged (no pod template)")),
+        }
+        out.push(serde_yaml::to_string(&doc)?);
+    }
+    Ok(InjectReport {
+        output: out.join("---\n"),
+        notes,
+    })
+}
+
+fn mutate_template(admitter: &Admitter, template: &mut Value, namespace: &str) -> Result<String, Error> {
+    if let Some(object) = template.as_object_mut() {
+        object
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    normalize_quantities(template);
+    let pod: Pod = serde_json::from_value(template.clone()).map_err(Error::DecodePod)?;
+    let (outcome, note) = admitter.admit_pod(&pod, namespace);
+    if let Some(mutated) = outcome.mutated_pod() {
+        json_patch::patch(template, &patch(&pod, mutated)).map_err(Error::Patch)?;
+    }
+    let engine = lmcache_blend_injector::requested_engine(&pod).unwrap_or_default();
+    let mut text = match &outcome {
+        Outcome::Injected(_) => format!("injected (engine {engine})"),
+        Outcome::Skipped { reason, .. } => format!("skipped: {reason} (engine {engine})"),
+        Outcome::NotOptedIn => "unchanged: not opted in".to_string(),
+        Outcome::AlreadyInjected => "unchanged: already injected".to_string(),
+    };
+    if let Some(note) = note {
+        text.push_str(&format!("; {note}"));
+    }
+    Ok(text)
+}
+
+/// YAML lets users write `nvidia.com/gpu: 1`; the API server turns quantities into strings
+/// before admission, so do the same for the quantity fields of a pod spec.
+fn normalize_quantities(template: &mut Value) {
+    let Some(spec) = template.get_mut("spec") else {
+        return;
+    };
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        for container in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for part in ["limits", "requests"] {
+                if let Some(map) = container
+                    .get_mut("resources")
+                    .and_then(|r| r.get_mut(part))
+                    .and_then(Value::as_object_mut)
+                {
+                    map.values_mut().for_each(stringify_number);
+                }
+            }
+        }
+    }
+    if let Some(map) = spec.get_mut("overhead").and_then(Value::as_object_mut) {
+        map.values_mut().for_each(stringify_number);
+    }
+    for volume in spec
+        .get_mut("volumes")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(limit) = volume.get_mut("emptyDir").and_then(|e| e.get_mut("sizeLimit")) {
+            stringify_number(limit);
+        }
+    }
+}
+
+fn stringify_number(value: &mut Value) {
+    if let Value::Number(n) = value {
+        *value = Value::String(n.to_string());
+    }
+}
+
+fn documents(text: &str) -> Result<Vec<Value>, Error> {
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let value = Value::deserialize(doc)?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENGINE: &str = "apiVersion: lmcache.lmcache.ai/v1alpha1\nkind: CacheBlendEngine\nmetadata: {name: cb}\nspec:\n  l1: {sizeGB: 1}\n  injection: {payloadImage: {repository: reg/p}}\n";
+
+    fn pod(ns: &str, annotations: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: {ns}\n  labels: {{lmcache.ai/cacheblend-inject: \"true\"}}\n  annotations: {annotations}\nspec:\n  containers:\n  - name: vllm\n    image: v\n    args: [m]\n    resources: {{limits: {{nvidia.com/gpu: 1}}}}\n"
+        )
+    }
+
+    #[test]
+    fn pods_in_other_namespaces_do_not_see_the_engine() {
+        let input = format!(
+            "{}---\n{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n",
+            pod("default", "{lmcache.ai/cacheblend-engine: cb}"),
+            pod("team-b", "{lmcache.ai/cacheblend-engine: cb}")
+        );
+        let report = inject_yaml(&[ENGINE.to_string()], &input, "default", "cluster.local").unwrap();
+        assert_eq!(
+            report.notes,
+            [
+                "Pod default/p: injected (engine cb)",
+                "Pod team-b/p: skipped: engine-not-found (engine cb)",
+                "ConfigMap default/c: unchanged (no pod template)"
+            ]
+        );
+        let docs = documents(&report.output).unwrap();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0]["spec"]["hostIPC"], true);
+        assert_eq!(
+            docs[0]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
+            "1"
+        );
+        assert_eq!(
+            docs[1]["metadata"]["annotations"]["lmcache.ai/cacheblend-skip-reason"],
+            "engine-not-found"
+        );
+        assert_eq!(docs[1]["spec"].get("hostIPC"), None);
+        assert_eq!(docs[2]["kind"], "ConfigMap");
+    }
+
+    #[test]
+    fn engines_file_must_hold_engines() {
+        let err = inject_yaml(&["kind: Pod\n".to_string()], "", "default", "cluster.local").unwrap_err();
+        assert!(matches!(err, Error::NotAnEngine { .. }), "{err}");
+    }
+
+    #[test]
+    fn not_opted_in_and_cronjobs() {
+        let input = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: j}\nspec:\n  schedule: '* * * * *'\n  jobTemplate:\n    spec:\n      template:\n        metadata:\n          labels: {lmcache.ai/cacheblend-inject: \"true\"}\n          annotations: {lmcache.ai/cacheblend-engine: cb}\n        spec:\n          restartPolicy: Never\n          containers: [{name: vllm, image: v}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: plain}\nspec: {containers: [{name: c, image: i}]}\n";
+        let report = inject_yaml(&[ENGINE.to_string()], input, "default", "cluster.local").unwrap();
+        assert_eq!(
+            report.notes,
+            [
+                "CronJob default/j: injected (engine cb)",
+                "Pod default/plain: unchanged: not opted in"
+            ]
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! The CacheBlend mutating admission webhook (cacheblend.md §4–§11, operations.md §3.2, §7).
+//!
+//! * [`engines`]: the CacheBlendEngine watch cache (reflector keyed by namespace/name);
+//! * [`admission`]: AdmissionReview in, AdmissionReview out, no I/O ([`Admitter::review`]);
+//! * [`server`]: HTTPS on hyper 1 + tokio-rustls, `POST /mutate-cacheblend-pod` only;
+//! * [`metrics`]: `lmcache_webhook_*`;
+//! * [`inject_cmd`]: the offline `inject` command;
+//! * [`cli`]: flags.
+//!
+//! The pod mutation itself is the pure `lmcache-blend-injector` crate.
+
+pub mod admission;
+pub mod cli;
+pub mod engines;
+pub mod inject_cmd;
+pub mod metrics;
+pub mod server;
+
+pub use admission::{Admitter, MUTATE_PATH, Verdict};
+pub use engines::{EngineCache, EngineCacheWriter, StoredEngine};
+pub use metrics::Metrics;
+pub use server::WebhookServer;
+
+/// Errors of the webhook library (the `inject` command's inputs).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input is not YAML.
+    #[error("cannot parse YAML")]
+    Yaml(#[from] serde_yaml::Error),
+    /// An engines file holds something other than a CacheBlendEngine.
+    #[error("engine document {index} has kind {kind:?}, expected CacheBlendEngine")]
+    NotAnEngine {
+        /// Zero-based document index.
+        index: usize,
+        /// The kind found.
+        kind: String,
+    },
+    /// A CacheBlendEngine could not be decoded.
+    #[error("engine document {index} cannot be decoded")]
+    Engine {
+        /// Zero-based document index.
+        index: usize,
+        /// Why.
+        #[source]
+        source: lmcache_blend_injector::Error,
+    },
+    /// A pod template could not be decoded as a Pod.
+    #[error("cannot decode a pod template")]
+    DecodePod(#[source] serde_json::Error),
+    /// The computed patch did not apply (a bug).
+    #[error("cannot apply the computed patch")]
+    Patch(#[source] json_patch::PatchError),
+}
