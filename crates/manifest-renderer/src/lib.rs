@@ -8,6 +8,8 @@
 //! * [`render_engine`] / [`render_blend_engine`] → [`EngineChildren`] (DaemonSet, lookup Service,
 //!   metrics Service, connection ConfigMap, optional [`ServiceMonitor`]);
 //! * [`render_coordinator`] → [`CoordinatorChildren`];
+//! * [`render_documents`]: the offline render core (CR YAML in, child YAML out), decoding and
+//!   validating with `lmcache-validation` exactly as the operator does;
 //! * [`kv_transfer_config`] / [`blend_kv_transfer_config`]: the connection JSON, shared with the
 //!   webhook so the injected `--kv-transfer-config` equals the ConfigMap byte for byte.
 //!
@@ -36,6 +38,7 @@ pub mod json;
 pub mod labels;
 mod meta;
 pub mod number;
+mod offline;
 mod pod;
 pub mod service_monitor;
 
@@ -49,6 +52,7 @@ pub use engine::{
 };
 pub use error::RenderError;
 pub use labels::{Component, pod_template_labels, selector_labels, standard_labels};
+pub use offline::{DEFAULT_NAMESPACE, render_documents};
 pub use service_monitor::ServiceMonitor;
 
 /// Settings that do not come from the custom resource itself.

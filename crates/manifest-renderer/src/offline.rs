@@ -38,12 +38,15 @@ pub fn render_documents(input: &str, cluster_domain: &str) -> Result<String, Vec
     }
 
     // coordinator.ref resolves within the input, in the engine's own namespace.
-    let coordinators: BTreeMap<(&str, &str), String> = resources
+    let coordinators: BTreeMap<(String, String), String> = resources
         .iter()
         .filter_map(|r| match r {
             Resource::Coordinator(c) => {
                 let (ns, name) = (namespace_of(&c.metadata), name_of(&c.metadata));
-                Some(((ns, name), coordinator_url(name, ns, c.spec.port)))
+                Some((
+                    (ns.to_string(), name.to_string()),
+                    coordinator_url(name, ns, c.spec.port),
+                ))
             }
             _ => None,
         })
@@ -84,7 +87,12 @@ enum Resource {
 }
 
 impl Resource {
-    fn meta(&self) -> (&'static str, &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    fn meta(
+        &self,
+    ) -> (
+        &'static str,
+        &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) {
         match self {
             Self::Engine(e) => (KIND_ENGINE, &e.metadata),
             Self::Blend(e) => (KIND_BLEND_ENGINE, &e.metadata),
@@ -127,8 +135,15 @@ fn decode(number: usize, mut doc: Value) -> Result<Resource, Vec<String>> {
     let Some(object) = doc.as_object_mut() else {
         return Err(vec![format!("document {number}: not a Kubernetes object")]);
     };
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if ![KIND_ENGINE, KIND_BLEND_ENGINE, KIND_COORDINATOR].contains(&kind.as_str()) {
         return Err(vec![format!(
             "document {number}: kind {kind:?} is not one of {KIND_ENGINE}, {KIND_BLEND_ENGINE}, {KIND_COORDINATOR}"
@@ -144,8 +159,15 @@ fn decode(number: usize, mut doc: Value) -> Result<Resource, Vec<String>> {
     {
         meta.insert("namespace".into(), Value::String(DEFAULT_NAMESPACE.into()));
     }
+    // The coordinator CRD defaults an absent `spec` to `{}`; the API server would store that.
+    if kind == KIND_COORDINATOR && object.get("spec").is_none_or(Value::is_null) {
+        object.insert("spec".into(), Value::Object(serde_json::Map::new()));
+    }
     let name = doc["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    let namespace = doc["metadata"]["namespace"].as_str().unwrap_or(DEFAULT_NAMESPACE).to_string();
+    let namespace = doc["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or(DEFAULT_NAMESPACE)
+        .to_string();
     let prefix = format!("{kind} {namespace}/{name}");
     let lines = |errors: Vec<lmcache_validation::FieldError>| -> Vec<String> {
         errors.iter().map(|e| format!("{prefix}: {e}")).collect()
@@ -188,14 +210,14 @@ fn resolve<'a>(
     id: &str,
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     spec: &EngineSpec,
-    coordinators: &'a BTreeMap<(&str, &str), String>,
+    coordinators: &'a BTreeMap<(String, String), String>,
     ctx: RenderContext<'a>,
 ) -> Result<RenderContext<'a>, Vec<String>> {
     let Some(reference) = spec.coordinator.as_ref().and_then(|c| c.ref_.as_ref()) else {
         return Ok(ctx);
     };
     let namespace = namespace_of(meta);
-    match coordinators.get(&(namespace, reference.name.as_str())) {
+    match coordinators.get(&(namespace.to_string(), reference.name.clone())) {
         Some(url) => Ok(ctx.with_coordinator_url(url)),
         None => Err(vec![format!(
             "{id}: spec.coordinator.ref.name: {KIND_COORDINATOR} \"{}\" not found in namespace \"{namespace}\"",
