@@ -28,7 +28,7 @@ pub enum StoredEngine {
     /// Not decodable even leniently; only its metadata is kept.
     Invalid {
         /// The object's metadata (without `managedFields`).
-        metadata: ObjectMeta,
+        metadata: Box<ObjectMeta>,
         /// Why it could not be decoded.
         error: String,
     },
@@ -53,7 +53,7 @@ impl StoredEngine {
                     .unwrap_or_default();
                 metadata.managed_fields = None;
                 Self::Invalid {
-                    metadata,
+                    metadata: Box::new(metadata),
                     error: error.to_string(),
                 }
             }

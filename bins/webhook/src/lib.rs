@@ -1,11 +1,11 @@
 //! The CacheBlend mutating admission webhook (cacheblend.md §4–§11, operations.md §3.2, §7).
 //!
-//! * [`engines`]: the CacheBlendEngine watch cache (reflector keyed by namespace/name);
-//! * [`admission`]: AdmissionReview in, AdmissionReview out, no I/O ([`Admitter::review`]);
-//! * [`server`]: HTTPS on hyper 1 + tokio-rustls, `POST /mutate-cacheblend-pod` only;
-//! * [`metrics`]: `lmcache_webhook_*`;
-//! * [`inject_cmd`]: the offline `inject` command;
-//! * [`cli`]: flags.
+//! * [`engines`] — the CacheBlendEngine watch cache (reflector keyed by namespace/name);
+//! * [`admission`] — AdmissionReview in, AdmissionReview out, no I/O ([`Admitter::review`]);
+//! * [`server`] — HTTPS on hyper 1 + tokio-rustls, `POST /mutate-cacheblend-pod` only;
+//! * [`metrics`] — `lmcache_webhook_*`;
+//! * [`inject_cmd`] — the offline `inject` command;
+//! * [`cli`] — flags.
 //!
 //! The pod mutation itself is the pure `lmcache-blend-injector` crate.
 
