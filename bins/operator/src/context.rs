@@ -1,0 +1,236 @@
+//! What every reconcile shares: the client, the watch caches, the event recorder and the
+//! per-object state.
+
+use crate::children::{ChildKind, service_monitor_resource};
+use crate::coordinator_index::CoordinatorIndex;
+use crate::keys::Uid;
+use crate::metrics::Metrics;
+use crate::state::{Backoff, EventLog};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Service};
+use kube::Client;
+use kube::core::{DeserializeGuard, DynamicObject};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheCoordinator, LMCacheEngine};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Name the operator reports Events under.
+pub const REPORTER: &str = "lmcache-operator";
+
+/// Read handles of every watch cache.
+#[derive(Clone)]
+pub struct Stores {
+    /// LMCacheEngines (all namespaces).
+    pub engines: Store<DeserializeGuard<LMCacheEngine>>,
+    /// CacheBlendEngines.
+    pub blend_engines: Store<DeserializeGuard<CacheBlendEngine>>,
+    /// LMCacheCoordinators.
+    pub coordinators: Store<DeserializeGuard<LMCacheCoordinator>>,
+    /// Children and pods below carry `app.kubernetes.io/managed-by=lmcache-operator` (MT-11).
+    pub daemon_sets: Store<DaemonSet>,
+    /// Coordinator Deployments.
+    pub deployments: Store<Deployment>,
+    /// Lookup and metrics Services.
+    pub services: Store<Service>,
+    /// Connection ConfigMaps.
+    pub config_maps: Store<ConfigMap>,
+    /// ServiceMonitors (empty while the API is not served).
+    pub service_monitors: Store<DynamicObject>,
+    /// Engine and coordinator pods.
+    pub pods: Store<Pod>,
+}
+
+/// The write handles matching [`Stores`], fed by the watches (or by tests).
+pub struct Writers {
+    /// See [`Stores::engines`].
+    pub engines: Writer<DeserializeGuard<LMCacheEngine>>,
+    /// See [`Stores::blend_engines`].
+    pub blend_engines: Writer<DeserializeGuard<CacheBlendEngine>>,
+    /// See [`Stores::coordinators`].
+    pub coordinators: Writer<DeserializeGuard<LMCacheCoordinator>>,
+    /// See [`Stores::daemon_sets`].
+    pub daemon_sets: Writer<DaemonSet>,
+    /// See [`Stores::deployments`].
+    pub deployments: Writer<Deployment>,
+    /// See [`Stores::services`].
+    pub services: Writer<Service>,
+    /// See [`Stores::config_maps`].
+    pub config_maps: Writer<ConfigMap>,
+    /// See [`Stores::service_monitors`].
+    pub service_monitors: Writer<DynamicObject>,
+    /// See [`Stores::pods`].
+    pub pods: Writer<Pod>,
+}
+
+impl Default for Writers {
+    fn default() -> Self {
+        Self {
+            engines: Writer::default(),
+            blend_engines: Writer::default(),
+            coordinators: Writer::default(),
+            daemon_sets: Writer::default(),
+            deployments: Writer::default(),
+            services: Writer::default(),
+            config_maps: Writer::default(),
+            service_monitors: Writer::new(service_monitor_resource()),
+            pods: Writer::default(),
+        }
+    }
+}
+
+impl Writers {
+    /// Read handles of these writers.
+    pub fn stores(&self) -> Stores {
+        Stores {
+            engines: self.engines.as_reader(),
+            blend_engines: self.blend_engines.as_reader(),
+            coordinators: self.coordinators.as_reader(),
+            daemon_sets: self.daemon_sets.as_reader(),
+            deployments: self.deployments.as_reader(),
+            services: self.services.as_reader(),
+            config_maps: self.config_maps.as_reader(),
+            service_monitors: self.service_monitors.as_reader(),
+            pods: self.pods.as_reader(),
+        }
+    }
+}
+
+fn cached_json<K>(store: &Store<K>, key: &ObjectRef<K>) -> Option<Value>
+where
+    K: kube::runtime::reflector::Lookup + Clone + Serialize + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store.get(key).and_then(|obj| serde_json::to_value(&*obj).ok())
+}
+
+impl Stores {
+    /// The cached child `namespace/name` of `kind`, as JSON.
+    pub fn child(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Value> {
+        match kind {
+            ChildKind::DaemonSet => cached_json(&self.daemon_sets, &ObjectRef::new(name).within(namespace)),
+            ChildKind::Deployment => cached_json(&self.deployments, &ObjectRef::new(name).within(namespace)),
+            ChildKind::Service => cached_json(&self.services, &ObjectRef::new(name).within(namespace)),
+            ChildKind::ConfigMap => cached_json(&self.config_maps, &ObjectRef::new(name).within(namespace)),
+            ChildKind::ServiceMonitor => cached_json(
+                &self.service_monitors,
+                &ObjectRef::new_with(name, service_monitor_resource()).within(namespace),
+            ),
+        }
+    }
+}
+
+/// Whether the cluster serves `monitoring.coreos.com/v1` ServiceMonitors, as last discovered.
+#[derive(Clone, Debug)]
+pub struct ServiceMonitorApi {
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl ServiceMonitorApi {
+    /// Starts as `available`.
+    pub fn new(available: bool) -> Self {
+        Self {
+            tx: Arc::new(watch::Sender::new(available)),
+        }
+    }
+
+    /// The last discovery result.
+    pub fn is_available(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Records a discovery result; `true` when the API just became available.
+    pub fn set(&self, available: bool) -> bool {
+        let was = self.tx.send_replace(available);
+        available && !was
+    }
+
+    /// Notified on every change.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+}
+
+/// Shared by every reconcile of every controller.
+pub struct Context {
+    /// Kubernetes client (its writes are counted by `WriteCounterLayer`).
+    pub client: Client,
+    /// `--cluster-domain`.
+    pub cluster_domain: String,
+    /// Watch caches.
+    pub stores: Stores,
+    /// The one Event recorder.
+    pub recorder: Recorder,
+    /// (reason, message) pairs already published per object generation.
+    pub events: EventLog,
+    /// Per-object error backoff.
+    pub backoff: Backoff,
+    /// Coordinator → referencing engines.
+    pub coordinator_index: CoordinatorIndex,
+    /// ServiceMonitor API availability.
+    pub service_monitor_api: ServiceMonitorApi,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+impl Context {
+    /// A context with empty per-object state.
+    pub fn new(
+        client: Client,
+        cluster_domain: impl Into<String>,
+        stores: Stores,
+        service_monitor_api: ServiceMonitorApi,
+        metrics: Metrics,
+    ) -> Self {
+        let recorder = Recorder::new(client.clone(), Reporter::from(REPORTER));
+        Self {
+            client,
+            cluster_domain: cluster_domain.into(),
+            stores,
+            recorder,
+            events: EventLog::default(),
+            backoff: Backoff::default(),
+            coordinator_index: CoordinatorIndex::default(),
+            service_monitor_api,
+            metrics,
+        }
+    }
+
+    /// Publishes an Event on `regarding` unless this (reason, message) was already published
+    /// for this generation of this incarnation. Failures are logged, not returned: an Event is
+    /// never a reason to retry a reconcile.
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        generation: i64,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        let uid = Uid(regarding.uid.clone().unwrap_or_default());
+        if !self.events.first_time(&uid, generation, reason, message) {
+            return;
+        }
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(message.to_string()),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, regarding).await {
+            self.events.unmark(&uid, reason, message);
+            tracing::warn!(
+                namespace = regarding.namespace.as_deref().unwrap_or_default(),
+                name = regarding.name.as_deref().unwrap_or_default(),
+                kind = regarding.kind.as_deref().unwrap_or_default(),
+                reason,
+                %error,
+                "cannot publish event"
+            );
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Typed identities. Every map, index and queue in the operator is keyed by an [`ObjectKey`]
+//! (kind + namespace + name) or by a [`Uid`] — never by a bare name (multitenancy.md MT-1).
+
+use lmcache_api::constants::{KIND_BLEND_ENGINE, KIND_COORDINATOR, KIND_ENGINE};
+use std::fmt;
+
+/// The three custom resource kinds the operator reconciles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `LMCacheEngine`.
+    Engine,
+    /// `CacheBlendEngine`.
+    BlendEngine,
+    /// `LMCacheCoordinator`.
+    Coordinator,
+}
+
+impl Kind {
+    /// The Kubernetes kind name, also the `kind` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Engine => KIND_ENGINE,
+            Self::BlendEngine => KIND_BLEND_ENGINE,
+            Self::Coordinator => KIND_COORDINATOR,
+        }
+    }
+
+    /// The kind named `kind`, if it is one of ours.
+    pub fn from_kind_name(kind: &str) -> Option<Self> {
+        [Self::Engine, Self::BlendEngine, Self::Coordinator]
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One custom resource: kind, namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// Kind.
+    pub kind: Kind,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// A key.
+    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// `namespace/name` of an LMCacheCoordinator (what `coordinator.ref.name` resolves to).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CoordinatorKey {
+    /// Namespace (always the referring engine's).
+    pub namespace: String,
+    /// Coordinator name.
+    pub name: String,
+}
+
+/// A `metadata.uid`: identifies one incarnation of an object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Uid(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for kind in [Kind::Engine, Kind::BlendEngine, Kind::Coordinator] {
+            assert_eq!(Kind::from_kind_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(Kind::from_kind_name("DaemonSet"), None);
+    }
+
+    #[test]
+    fn same_name_in_two_namespaces_or_kinds_are_different_keys() {
+        let a = ObjectKey::new(Kind::Engine, "team-a", "cache");
+        let b = ObjectKey::new(Kind::Engine, "team-b", "cache");
+        let c = ObjectKey::new(Kind::BlendEngine, "team-a", "cache");
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.to_string(), "LMCacheEngine team-a/cache");
+    }
+}

@@ -1,0 +1,306 @@
+//! The three custom resource kinds behind one trait, so the reconcile pipeline is written once.
+
+use crate::context::Stores;
+use crate::error::Error;
+use crate::keys::Kind;
+use crate::reconcile::plan::Plan;
+use crate::reconcile::status;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{ObjectRef, Store};
+use lmcache_api::constants::labels;
+use lmcache_api::v1alpha1::{
+    CacheBlendEngine, CoordinatorStatus, EngineSpec, EngineStatus, LMCacheCoordinator, LMCacheEngine,
+};
+use lmcache_manifest_renderer::{
+    Component, RenderContext, coordinator_url, render_blend_engine, render_coordinator, render_engine,
+    selector_labels,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt::Debug;
+
+/// Live children by kind and name, as JSON (from the caches, GETs or apply responses).
+pub type LiveChildren = HashMap<(crate::children::ChildKind, String), Value>;
+
+/// A custom resource kind the operator reconciles.
+pub trait Primary:
+    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static
+{
+    /// Which kind.
+    const KIND: Kind;
+    /// Its status type.
+    type Status: Clone + Debug + Default + PartialEq + Serialize + DeserializeOwned + Send + Sync;
+
+    /// Decodes a raw stored object, applying defaults, with the spec's error messages.
+    fn decode(raw: &Value) -> Result<Self, String>;
+    /// Runs every validation rule; `Err` carries the joined `ConfigValid` message.
+    fn validate(&self) -> Result<(), String>;
+    /// The stored status.
+    fn status(&self) -> Option<&Self::Status>;
+    /// `spec.coordinator.ref.name`, for engine kinds.
+    fn coordinator_ref(&self) -> Option<&str> {
+        None
+    }
+    /// Renders the children.
+    fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error>;
+    /// Status after a successful reconcile.
+    fn ready_status(&self, live: &LiveChildren, stores: &Stores, generation: i64, now: &Time)
+    -> Self::Status;
+    /// Status when the spec is unusable.
+    fn failed_status(
+        old: Option<&Self::Status>,
+        reason: &str,
+        message: &str,
+        generation: i64,
+        now: &Time,
+    ) -> Self::Status;
+    /// This kind's watch cache.
+    fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>>;
+}
+
+fn engine_coordinator_ref(spec: &EngineSpec) -> Option<&str> {
+    spec.coordinator
+        .as_ref()
+        .filter(|c| c.url.is_none())
+        .and_then(|c| c.ref_.as_ref())
+        .map(|r| r.name.as_str())
+}
+
+fn engine_status(
+    meta: &kube::core::ObjectMeta,
+    old: Option<&EngineStatus>,
+    spec: &EngineSpec,
+    live: &LiveChildren,
+    stores: &Stores,
+    generation: i64,
+    now: &Time,
+) -> EngineStatus {
+    let name = meta.name.as_deref().unwrap_or_default();
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    let ds = live.get(&(crate::children::ChildKind::DaemonSet, name.to_string()));
+    let count = |field: &str| {
+        ds.and_then(|d| d.pointer(field))
+            .and_then(Value::as_i64)
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(0)
+    };
+    let ds_uid = ds
+        .and_then(|d| d.pointer("/metadata/uid"))
+        .and_then(Value::as_str);
+    let selector = selector_labels(Component::CacheEngine, name);
+    let pods = stores.pods.state_filter(|p| {
+        p.metadata.namespace.as_deref() == Some(namespace)
+            && p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::INSTANCE))
+                .is_some_and(|i| i == name)
+    });
+    let endpoints = status::engine_endpoints(&pods, namespace, name, &selector, ds_uid, spec.server.port);
+    status::engine_ready_status(
+        old,
+        count("/status/desiredNumberScheduled"),
+        count("/status/numberReady"),
+        endpoints,
+        generation,
+        now,
+    )
+}
+
+fn join(errors: &[lmcache_validation::FieldError]) -> String {
+    lmcache_validation::join(errors)
+}
+
+impl Primary for LMCacheEngine {
+    const KIND: Kind = Kind::Engine;
+    type Status = EngineStatus;
+
+    fn decode(raw: &Value) -> Result<Self, String> {
+        lmcache_validation::decode_engine(raw).map_err(|e| join(&e))
+    }
+    fn validate(&self) -> Result<(), String> {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        lmcache_validation::validate_engine(name, &self.spec).map_err(|e| join(&e))
+    }
+    fn status(&self) -> Option<&EngineStatus> {
+        self.status.as_ref()
+    }
+    fn coordinator_ref(&self) -> Option<&str> {
+        engine_coordinator_ref(&self.spec)
+    }
+    fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error> {
+        let children = render_engine(self, ctx)?;
+        Plan::for_engine(
+            &children,
+            self.metadata.name.as_deref().unwrap_or_default(),
+            sm_api,
+        )
+    }
+    fn ready_status(
+        &self,
+        live: &LiveChildren,
+        stores: &Stores,
+        generation: i64,
+        now: &Time,
+    ) -> EngineStatus {
+        engine_status(
+            &self.metadata,
+            self.status.as_ref(),
+            &self.spec,
+            live,
+            stores,
+            generation,
+            now,
+        )
+    }
+    fn failed_status(
+        old: Option<&EngineStatus>,
+        reason: &str,
+        message: &str,
+        generation: i64,
+        now: &Time,
+    ) -> EngineStatus {
+        status::engine_failed_status(old, reason, message, generation, now)
+    }
+    fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
+        &stores.engines
+    }
+}
+
+impl Primary for CacheBlendEngine {
+    const KIND: Kind = Kind::BlendEngine;
+    type Status = EngineStatus;
+
+    fn decode(raw: &Value) -> Result<Self, String> {
+        lmcache_validation::decode_blend_engine(raw).map_err(|e| join(&e))
+    }
+    fn validate(&self) -> Result<(), String> {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        lmcache_validation::validate_blend_engine(name, &self.spec).map_err(|e| join(&e))
+    }
+    fn status(&self) -> Option<&EngineStatus> {
+        self.status.as_ref()
+    }
+    fn coordinator_ref(&self) -> Option<&str> {
+        engine_coordinator_ref(&self.spec.engine)
+    }
+    fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error> {
+        let children = render_blend_engine(self, ctx)?;
+        Plan::for_engine(
+            &children,
+            self.metadata.name.as_deref().unwrap_or_default(),
+            sm_api,
+        )
+    }
+    fn ready_status(
+        &self,
+        live: &LiveChildren,
+        stores: &Stores,
+        generation: i64,
+        now: &Time,
+    ) -> EngineStatus {
+        engine_status(
+            &self.metadata,
+            self.status.as_ref(),
+            &self.spec.engine,
+            live,
+            stores,
+            generation,
+            now,
+        )
+    }
+    fn failed_status(
+        old: Option<&EngineStatus>,
+        reason: &str,
+        message: &str,
+        generation: i64,
+        now: &Time,
+    ) -> EngineStatus {
+        status::engine_failed_status(old, reason, message, generation, now)
+    }
+    fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
+        &stores.blend_engines
+    }
+}
+
+impl Primary for LMCacheCoordinator {
+    const KIND: Kind = Kind::Coordinator;
+    type Status = CoordinatorStatus;
+
+    fn decode(raw: &Value) -> Result<Self, String> {
+        lmcache_validation::decode_coordinator(raw).map_err(|e| join(&e))
+    }
+    fn validate(&self) -> Result<(), String> {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        lmcache_validation::validate_coordinator(name, &self.spec).map_err(|e| join(&e))
+    }
+    fn status(&self) -> Option<&CoordinatorStatus> {
+        self.status.as_ref()
+    }
+    fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error> {
+        let children = render_coordinator(self, ctx)?;
+        Plan::for_coordinator(
+            &children,
+            self.metadata.name.as_deref().unwrap_or_default(),
+            sm_api,
+        )
+    }
+    fn ready_status(
+        &self,
+        live: &LiveChildren,
+        _: &Stores,
+        generation: i64,
+        now: &Time,
+    ) -> CoordinatorStatus {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        let namespace = self.metadata.namespace.as_deref().unwrap_or_default();
+        let deployment = live.get(&(crate::children::ChildKind::Deployment, name.to_string()));
+        let read = |field: &str| {
+            deployment
+                .and_then(|d| d.pointer(field))
+                .and_then(Value::as_i64)
+                .and_then(|v| i32::try_from(v).ok())
+                .unwrap_or(0)
+        };
+        status::coordinator_ready_status(
+            self.status.as_ref(),
+            read("/spec/replicas"),
+            read("/status/readyReplicas"),
+            coordinator_url(name, namespace, self.spec.port),
+            generation,
+            now,
+        )
+    }
+    fn failed_status(
+        old: Option<&CoordinatorStatus>,
+        reason: &str,
+        message: &str,
+        generation: i64,
+        now: &Time,
+    ) -> CoordinatorStatus {
+        status::coordinator_failed_status(old, reason, message, generation, now)
+    }
+    fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
+        &stores.coordinators
+    }
+}
+
+/// The URL `coordinator.ref.name` = `name` resolves to in `namespace`, if that coordinator is
+/// cached (engine.md §8 step 4). `Err` when it exists but cannot be decoded.
+pub fn resolve_coordinator(stores: &Stores, namespace: &str, name: &str) -> Result<Option<String>, Error> {
+    let Some(found) = stores.coordinators.get(&ObjectRef::new(name).within(namespace)) else {
+        return Ok(None);
+    };
+    match &found.0 {
+        Ok(c) => Ok(Some(coordinator_url(name, namespace, c.spec.port))),
+        Err(invalid) => Err(Error::UnreadableCoordinator {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            message: invalid.error.clone(),
+        }),
+    }
+}

@@ -1,0 +1,85 @@
+//! Apply step: server-side apply of every child that is not already converged, then deletion of
+//! unwanted children this custom resource controls (engine.md §2.3, §7.2).
+
+use crate::children::{FIELD_MANAGER, controller_uid};
+use crate::context::Context;
+use crate::error::Error;
+use crate::primary::LiveChildren;
+use crate::reconcile::converged::is_converged;
+use crate::reconcile::plan::Plan;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::core::DynamicObject;
+use serde_json::Value;
+
+/// What the apply step wrote, as `Kind namespace/name` strings.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Children that did not exist.
+    pub created: Vec<String>,
+    /// Existing children that were re-applied (spec change or drift).
+    pub updated: Vec<String>,
+    /// Unwanted children that were deleted.
+    pub deleted: Vec<String>,
+}
+
+/// Applies `plan`. `live` holds the current children (ours, from the ownership check) and is
+/// updated with the apply responses so the status step sees fresh objects.
+pub async fn apply_children(
+    ctx: &Context,
+    namespace: &str,
+    owner_uid: &str,
+    plan: &Plan,
+    live: &mut LiveChildren,
+) -> Result<Applied, Error> {
+    let mut applied = Applied::default();
+    for child in &plan.apply {
+        let key = (child.kind, child.name.clone());
+        let current = live.get(&key);
+        if current.is_some_and(|current| is_converged(&child.body, current, FIELD_MANAGER)) {
+            continue;
+        }
+        let label = format!("{} {namespace}/{}", child.kind, child.name);
+        if current.is_some() {
+            applied.updated.push(label);
+        } else {
+            applied.created.push(label);
+        }
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), namespace, &child.kind.api_resource());
+        let response = api
+            .patch(
+                &child.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&child.body),
+            )
+            .await?;
+        live.insert(key, serde_json::to_value(&response)?);
+    }
+    for (kind, name) in &plan.delete_if_owned {
+        let Some(found) = ctx.stores.child(*kind, namespace, name) else {
+            continue;
+        };
+        if controller_uid(&found) != Some(owner_uid) {
+            continue;
+        }
+        let uid = found
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), namespace, &kind.api_resource());
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid,
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &params).await {
+            Ok(_) => applied.deleted.push(format!("{kind} {namespace}/{name}")),
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(applied)
+}

@@ -1,0 +1,270 @@
+//! The reconcile pipeline, one module per step:
+//! [`dereference`] → validate → resolve the coordinator → [`plan`] (render) → [`ownership`] →
+//! [`apply`] → [`status`]. Only dereference, ownership, apply and status talk to the API.
+
+pub mod apply;
+pub mod converged;
+pub mod dereference;
+pub mod ownership;
+pub mod plan;
+pub mod status;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::keys::Uid;
+use crate::metrics::ReconcileResult;
+use crate::primary::{Primary, resolve_coordinator};
+use dereference::Dereferenced;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
+use kube::core::{ApiResource, DeserializeGuard};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use lmcache_api::constants::reasons;
+use lmcache_manifest_renderer::RenderContext;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Periodic resync of every object.
+pub const RESYNC: Duration = Duration::from_secs(600);
+/// Retry delay while a child name is taken.
+pub const CONFLICT_RETRY: Duration = Duration::from_secs(30);
+
+/// How a reconcile ended (errors aside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Children converged, status current.
+    Converged,
+    /// Validation failed or the coordinator is missing: wait for a change.
+    Invalid,
+    /// A child name is taken: retry in 30 s.
+    Conflict,
+    /// The object is gone.
+    Gone,
+}
+
+impl Outcome {
+    /// The controller action.
+    pub fn action(self) -> Action {
+        match self {
+            Self::Converged => Action::requeue(RESYNC),
+            Self::Conflict => Action::requeue(CONFLICT_RETRY),
+            Self::Invalid | Self::Gone => Action::await_change(),
+        }
+    }
+
+    fn metric(self) -> ReconcileResult {
+        match self {
+            Self::Converged | Self::Gone => ReconcileResult::Success,
+            Self::Invalid => ReconcileResult::Invalid,
+            Self::Conflict => ReconcileResult::Conflict,
+        }
+    }
+}
+
+/// The reconciler passed to `Controller::run`.
+pub async fn reconcile<K: Primary>(
+    guard: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let meta = guard.meta();
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = %K::KIND,
+        namespace = meta.namespace.as_deref().unwrap_or_default(),
+        name = meta.name.as_deref().unwrap_or_default(),
+    );
+    let outcome = tracing::Instrument::instrument(run::<K>(&guard, &ctx), span.clone()).await;
+    let _entered = span.enter();
+    let result = outcome.as_ref().map_or(ReconcileResult::Error, |o| o.metric());
+    ctx.metrics
+        .reconciled(K::KIND, result, started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(outcome) => {
+            if let Some(uid) = &meta.uid {
+                ctx.backoff.reset(&Uid(uid.clone()));
+            }
+            tracing::debug!(?outcome, "reconciled");
+            Ok(outcome.action())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The error policy passed to `Controller::run`: per-object exponential backoff.
+pub fn error_policy<K: Primary>(guard: Arc<DeserializeGuard<K>>, error: &Error, ctx: Arc<Context>) -> Action {
+    let meta = guard.meta();
+    let delay = ctx.backoff.next_delay(&Uid(meta.uid.clone().unwrap_or_default()));
+    tracing::warn!(
+        kind = %K::KIND,
+        namespace = meta.namespace.as_deref().unwrap_or_default(),
+        name = meta.name.as_deref().unwrap_or_default(),
+        error = %error,
+        error_kind = error.label(),
+        retry_in_seconds = delay.as_secs(),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+struct Target<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    generation: i64,
+    regarding: ObjectReference,
+}
+
+async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<Outcome, Error> {
+    let meta = guard.meta();
+    let target = Target {
+        namespace: meta
+            .namespace
+            .as_deref()
+            .ok_or(Error::MissingField("metadata.namespace"))?,
+        name: meta.name.as_deref().ok_or(Error::MissingField("metadata.name"))?,
+        generation: meta.generation.unwrap_or_default(),
+        regarding: guard.object_ref(&()),
+    };
+    let uid = meta.uid.as_deref().ok_or(Error::MissingField("metadata.uid"))?;
+
+    // 1. Read.
+    let obj = match dereference::dereference(&ctx.client, guard).await? {
+        Dereferenced::Usable(obj) => obj,
+        Dereferenced::Gone => return Ok(Outcome::Gone),
+        Dereferenced::Undecodable { message, old_status } => {
+            fail::<K>(
+                ctx,
+                &target,
+                old_status.as_ref(),
+                reasons::VALIDATION_FAILED,
+                &message,
+            )
+            .await?;
+            return Ok(Outcome::Invalid);
+        }
+    };
+
+    // 2. Validate.
+    if let Err(message) = obj.validate() {
+        fail::<K>(ctx, &target, obj.status(), reasons::VALIDATION_FAILED, &message).await?;
+        return Ok(Outcome::Invalid);
+    }
+
+    // 3. Resolve the coordinator in the object's own namespace (MT-5).
+    let coordinator_url = match obj.coordinator_ref() {
+        None => None,
+        Some(coordinator) => match resolve_coordinator(&ctx.stores, target.namespace, coordinator)? {
+            Some(url) => Some(url),
+            None => {
+                let message = format!(
+                    "spec.coordinator.ref.name: LMCacheCoordinator \"{coordinator}\" not found in namespace \"{}\"",
+                    target.namespace
+                );
+                fail::<K>(
+                    ctx,
+                    &target,
+                    obj.status(),
+                    reasons::COORDINATOR_NOT_FOUND,
+                    &message,
+                )
+                .await?;
+                return Ok(Outcome::Invalid);
+            }
+        },
+    };
+
+    // 4. Render.
+    let render_ctx = RenderContext {
+        cluster_domain: &ctx.cluster_domain,
+        coordinator_url: coordinator_url.as_deref(),
+    };
+    let plan = obj.plan(&render_ctx, ctx.service_monitor_api.is_available())?;
+
+    // 5. Ownership.
+    let mut live = match ownership::check_ownership(ctx, target.namespace, uid, K::KIND, &plan).await? {
+        Ok(live) => live,
+        Err(conflicts) => {
+            let message = conflicts.join("; ");
+            fail::<K>(ctx, &target, obj.status(), reasons::NAME_CONFLICT, &message).await?;
+            return Ok(Outcome::Conflict);
+        }
+    };
+
+    // 6. Apply.
+    if plan.service_monitor_unavailable {
+        let message = "ServiceMonitor API monitoring.coreos.com/v1 is not available; skipping";
+        tracing::info!("{message}");
+        ctx.publish(
+            &target.regarding,
+            target.generation,
+            EventType::Warning,
+            reasons::SERVICE_MONITOR_UNAVAILABLE,
+            message,
+        )
+        .await;
+    }
+    let applied = apply::apply_children(ctx, target.namespace, uid, &plan, &mut live).await?;
+    for (reason, list) in [
+        ("Created", &applied.created),
+        ("Updated", &applied.updated),
+        ("Deleted", &applied.deleted),
+    ] {
+        if !list.is_empty() {
+            tracing::info!(children = ?list, "{reason} children");
+            let message = format!("{reason} {}", list.join(", "));
+            ctx.publish(
+                &target.regarding,
+                target.generation,
+                EventType::Normal,
+                reason,
+                &message,
+            )
+            .await;
+        }
+    }
+
+    // 7. Status.
+    let new_status = obj.ready_status(&live, &ctx.stores, target.generation, &status::now());
+    status::write_status(
+        &ctx.client,
+        &ApiResource::erase::<K>(&()),
+        target.namespace,
+        target.name,
+        obj.status(),
+        &new_status,
+    )
+    .await?;
+    Ok(Outcome::Converged)
+}
+
+/// Records an unusable spec: `ConfigValid=False` with `reason`, phase `Failed`, a Warning Event;
+/// no child is touched.
+async fn fail<K: Primary>(
+    ctx: &Context,
+    target: &Target<'_>,
+    old: Option<&K::Status>,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    tracing::info!(reason, message, "spec not usable");
+    ctx.publish(
+        &target.regarding,
+        target.generation,
+        EventType::Warning,
+        reason,
+        message,
+    )
+    .await;
+    let new_status = K::failed_status(old, reason, message, target.generation, &status::now());
+    status::write_status(
+        &ctx.client,
+        &ApiResource::erase::<K>(&()),
+        target.namespace,
+        target.name,
+        old,
+        &new_status,
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! `lmcache-operator run`: admin endpoints, optional leader election, watches and controllers.
+
+use crate::cli::RunArgs;
+use crate::context::{Context, ServiceMonitorApi, Writers};
+use crate::controllers::run_controllers;
+use crate::leader;
+use crate::metrics::Metrics;
+use crate::watches::{Triggers, recheck_service_monitor_api, service_monitor_api_served, spawn_watches};
+use crate::write_counter::WriteCounterLayer;
+use anyhow::{Context as _, bail};
+use kube::Client;
+use kube::client::ClientBuilder;
+use lmcache_runtime::{AdminServer, Readiness, ReadyGate, Shutdown, init_tracing};
+use prometheus_client::registry::Registry;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Runs until SIGTERM (exit 0) or a fatal error such as a lost lease (exit non-zero).
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    lmcache_runtime::install_crypto_provider();
+    init_tracing(args.log_format, &args.log_level)?;
+    let (_trigger, shutdown) = Shutdown::on_signals()?;
+
+    let metrics = Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let readiness = Readiness::new();
+    let gate = readiness.gate("controllers");
+    let admin = AdminServer::bind(
+        &[args.metrics_bind_address, args.health_probe_bind_address],
+        Arc::new(registry),
+        readiness.clone(),
+    )
+    .await?;
+    let admin = tokio::spawn(admin.serve(shutdown.clone()));
+
+    let client = build_client(&metrics).await?;
+    let result = if args.leader_elect {
+        run_with_lease(client, &args, metrics, gate, shutdown.clone()).await
+    } else {
+        run_leader(client, &args, metrics, gate, shutdown.clone()).await
+    };
+    readiness.set_draining();
+    if result.is_ok() {
+        let _ = admin.await;
+    }
+    result
+}
+
+/// A client whose every write is counted.
+pub async fn build_client(metrics: &Metrics) -> anyhow::Result<Client> {
+    let config = kube::Config::infer()
+        .await
+        .context("no Kubernetes configuration (in-cluster or KUBECONFIG)")?;
+    Ok(ClientBuilder::try_from(config)?
+        .with_layer(&WriteCounterLayer::new(metrics.clone()))
+        .build())
+}
+
+async fn run_with_lease(
+    client: Client,
+    args: &RunArgs,
+    metrics: Metrics,
+    gate: ReadyGate,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let namespace = leader::operator_namespace(
+        std::env::var("POD_NAMESPACE").ok(),
+        Path::new(leader::SERVICE_ACCOUNT_NAMESPACE_FILE),
+    )?;
+    // A standby is ready: it serves probes and metrics while it waits.
+    gate.set(true);
+    let (mut leading, lease_task) = leader::start(client.clone(), &namespace).await?;
+    tracing::info!(namespace, lease = leader::LEASE_NAME, "waiting for leadership");
+    tokio::select! {
+        () = shutdown.requested() => return Ok(()),
+        changed = leading.wait_for(|l| *l) => { changed.context("lease manager stopped")?; }
+    }
+    tracing::info!("acquired leadership");
+    gate.set(false);
+    let mut lost = leading.clone();
+    let result = tokio::select! {
+        result = run_leader(client, args, metrics, gate, shutdown) => result,
+        _ = lost.wait_for(|l| !*l) => bail!("lost the leader Lease {namespace}/{}; exiting", leader::LEASE_NAME),
+    };
+    // Dropping every receiver makes the lease manager release the Lease.
+    drop(leading);
+    drop(lost);
+    let _ = lease_task.await;
+    result
+}
+
+async fn run_leader(
+    client: Client,
+    args: &RunArgs,
+    metrics: Metrics,
+    gate: ReadyGate,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let writers = Writers::default();
+    let stores = writers.stores();
+    let sm_api = ServiceMonitorApi::new(service_monitor_api_served(&client).await.unwrap_or(false));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        args.cluster_domain.clone(),
+        stores.clone(),
+        sm_api,
+        metrics,
+    ));
+    let (triggers, streams) = Triggers::channel();
+    spawn_watches(&client, writers, ctx.clone(), triggers.clone());
+    tokio::spawn(recheck_service_monitor_api(
+        client,
+        ctx.clone(),
+        triggers,
+        args.servicemonitor_recheck,
+    ));
+
+    // Ready once every watch (the ServiceMonitor one aside: the API may be absent) has listed.
+    let synced = async {
+        stores.engines.wait_until_ready().await?;
+        stores.blend_engines.wait_until_ready().await?;
+        stores.coordinators.wait_until_ready().await?;
+        stores.daemon_sets.wait_until_ready().await?;
+        stores.deployments.wait_until_ready().await?;
+        stores.services.wait_until_ready().await?;
+        stores.config_maps.wait_until_ready().await?;
+        stores.pods.wait_until_ready().await
+    };
+    tokio::select! {
+        () = shutdown.requested() => return Ok(()),
+        synced = synced => synced.context("a watch stopped before its initial list")?,
+    }
+    gate.set(true);
+    tracing::info!("watch caches synced; controllers running");
+    run_controllers(ctx, streams, args.max_concurrent_reconciles, shutdown).await;
+    Ok(())
+}

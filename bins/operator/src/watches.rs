@@ -1,0 +1,435 @@
+//! The watches. Each kind is watched once (children and pods with the `managed-by` label
+//! selector, MT-11); every event updates that kind's cache and is mapped to the custom resources
+//! it concerns, which are sent to the matching controller's trigger channel. Deletions are
+//! mapped too, so a deleted child is recreated, and they drop per-object state (MT-2).
+
+use crate::children::{service_monitor_gvk, service_monitor_resource};
+use crate::context::{Context, Stores, Writers};
+use crate::keys::{Kind, ObjectKey, Uid};
+use crate::mapping::{engines_of_coordinator, engines_of_pod, owner_of};
+use crate::primary::Primary;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::Api;
+use kube::core::{DeserializeGuard, DynamicObject};
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use lmcache_api::constants::labels;
+use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheCoordinator, LMCacheEngine};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Trigger channel item of the controller for `K`.
+pub type TriggerRef<K> = ObjectRef<DeserializeGuard<K>>;
+
+/// Senders into the three controllers' trigger channels.
+#[derive(Clone)]
+pub struct Triggers {
+    engines: UnboundedSender<TriggerRef<LMCacheEngine>>,
+    blend_engines: UnboundedSender<TriggerRef<CacheBlendEngine>>,
+    coordinators: UnboundedSender<TriggerRef<LMCacheCoordinator>>,
+}
+
+/// The receiving ends, one per controller.
+pub struct TriggerStreams {
+    /// LMCacheEngine controller.
+    pub engines: UnboundedReceiver<TriggerRef<LMCacheEngine>>,
+    /// CacheBlendEngine controller.
+    pub blend_engines: UnboundedReceiver<TriggerRef<CacheBlendEngine>>,
+    /// LMCacheCoordinator controller.
+    pub coordinators: UnboundedReceiver<TriggerRef<LMCacheCoordinator>>,
+}
+
+impl Triggers {
+    /// Connected senders and receivers.
+    pub fn channel() -> (Self, TriggerStreams) {
+        let (e_tx, e_rx) = unbounded();
+        let (b_tx, b_rx) = unbounded();
+        let (c_tx, c_rx) = unbounded();
+        (
+            Self {
+                engines: e_tx,
+                blend_engines: b_tx,
+                coordinators: c_tx,
+            },
+            TriggerStreams {
+                engines: e_rx,
+                blend_engines: b_rx,
+                coordinators: c_rx,
+            },
+        )
+    }
+
+    /// Asks the controller of `key.kind` to reconcile `key`. A closed channel (shutdown) is
+    /// ignored.
+    pub fn send(&self, key: &ObjectKey) {
+        let (namespace, name) = (key.namespace.as_str(), key.name.as_str());
+        // A closed channel means the controllers stopped (shutdown): nothing to do.
+        match key.kind {
+            Kind::Engine => {
+                let _ = self
+                    .engines
+                    .unbounded_send(ObjectRef::new(name).within(namespace));
+            }
+            Kind::BlendEngine => {
+                let _ = self
+                    .blend_engines
+                    .unbounded_send(ObjectRef::new(name).within(namespace));
+            }
+            Kind::Coordinator => {
+                let _ = self
+                    .coordinators
+                    .unbounded_send(ObjectRef::new(name).within(namespace));
+            }
+        }
+    }
+
+    /// Asks for a reconcile of every cached custom resource.
+    pub fn send_all(&self, stores: &Stores) {
+        for key in all_keys(&stores.engines)
+            .chain(all_keys(&stores.blend_engines))
+            .chain(all_keys(&stores.coordinators))
+        {
+            self.send(&key);
+        }
+    }
+}
+
+fn key_of<K: Primary>(obj: &DeserializeGuard<K>) -> Option<ObjectKey> {
+    let meta = obj.meta();
+    Some(ObjectKey::new(
+        K::KIND,
+        meta.namespace.clone()?,
+        meta.name.clone()?,
+    ))
+}
+
+fn all_keys<K: Primary>(store: &Store<DeserializeGuard<K>>) -> impl Iterator<Item = ObjectKey> + use<K> {
+    store.state().into_iter().filter_map(|o| key_of(&*o))
+}
+
+/// Runs one watch: feeds `writer` and calls `on_event` after each event was applied.
+async fn run_watch<K>(
+    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    writer: &mut Writer<K>,
+    mut on_event: impl FnMut(&watcher::Event<K>, &Store<K>),
+    what: &'static str,
+) where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    let reader = writer.as_reader();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                writer.apply_watcher_event(&event);
+                on_event(&event, &reader);
+            }
+            // Watch errors are retried by the stream's backoff; never fatal.
+            Err(error) => tracing::warn!(watch = what, %error, "watch error"),
+        }
+    }
+}
+
+fn managed_by() -> watcher::Config {
+    watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE))
+}
+
+fn watch_stream<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher(api, config).default_backoff()
+}
+
+/// Maps a child event to the child's controller.
+fn child_hook<K: Resource<DynamicType = D> + Clone, D: Eq + Hash + Clone>(
+    triggers: Triggers,
+) -> impl FnMut(&watcher::Event<K>, &Store<K>) {
+    move |event, store| match event {
+        watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => {
+            if let Some(owner) = owner_of(obj.meta()) {
+                triggers.send(&owner);
+            }
+        }
+        watcher::Event::InitDone => {
+            for obj in store.state() {
+                if let Some(owner) = owner_of(obj.meta()) {
+                    triggers.send(&owner);
+                }
+            }
+        }
+        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+    }
+}
+
+/// Keeps the coordinator index, object gauge and per-object state in step with an engine watch.
+fn primary_hook<K: Primary>(
+    ctx: Arc<Context>,
+    triggers: Triggers,
+) -> impl FnMut(&watcher::Event<DeserializeGuard<K>>, &Store<DeserializeGuard<K>>) {
+    move |event, store| {
+        match event {
+            watcher::Event::Apply(obj) => {
+                if let Some(key) = key_of(obj) {
+                    if K::KIND != Kind::Coordinator {
+                        let reference = obj.0.as_ref().ok().and_then(|o| o.coordinator_ref());
+                        ctx.coordinator_index.set(&key, reference);
+                    }
+                    triggers.send(&key);
+                }
+                if K::KIND == Kind::Coordinator {
+                    for engine in engines_of_coordinator(&ctx.coordinator_index, obj.meta()) {
+                        triggers.send(&engine);
+                    }
+                }
+            }
+            watcher::Event::Delete(obj) => {
+                if let Some(uid) = &obj.meta().uid {
+                    let uid = Uid(uid.clone());
+                    ctx.events.forget(&uid);
+                    ctx.backoff.reset(&uid);
+                }
+                if let Some(key) = key_of(obj) {
+                    ctx.coordinator_index.remove(&key);
+                }
+                if K::KIND == Kind::Coordinator {
+                    for engine in engines_of_coordinator(&ctx.coordinator_index, obj.meta()) {
+                        triggers.send(&engine);
+                    }
+                }
+            }
+            watcher::Event::InitDone => {
+                let objects = store.state();
+                if K::KIND != Kind::Coordinator {
+                    ctx.coordinator_index.rebuild(
+                        K::KIND,
+                        objects.iter().filter_map(|o| {
+                            Some((key_of(&**o)?, o.0.as_ref().ok().and_then(|o| o.coordinator_ref())))
+                        }),
+                    );
+                }
+                prune_state(&ctx);
+                for obj in &objects {
+                    if let Some(key) = key_of(&**obj) {
+                        triggers.send(&key);
+                    }
+                    if K::KIND == Kind::Coordinator {
+                        for engine in engines_of_coordinator(&ctx.coordinator_index, obj.meta()) {
+                            triggers.send(&engine);
+                        }
+                    }
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+        ctx.metrics.set_objects(K::KIND, store.len());
+    }
+}
+
+/// Drops per-object state of objects no longer cached (deletions missed during a relist).
+fn prune_state(ctx: &Context) {
+    let mut live = std::collections::HashSet::new();
+    let stores = &ctx.stores;
+    for meta in stores
+        .engines
+        .state()
+        .iter()
+        .map(|o| o.meta().clone())
+        .chain(stores.blend_engines.state().iter().map(|o| o.meta().clone()))
+        .chain(stores.coordinators.state().iter().map(|o| o.meta().clone()))
+    {
+        if let Some(uid) = meta.uid {
+            live.insert(Uid(uid));
+        }
+    }
+    ctx.events.retain(|uid| live.contains(uid));
+    ctx.backoff.retain(|uid| live.contains(uid));
+}
+
+/// Spawns one watch task owning its writer.
+fn spawn_watch<K>(
+    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    mut writer: Writer<K>,
+    on_event: impl FnMut(&watcher::Event<K>, &Store<K>) + Send + 'static,
+    what: &'static str,
+) where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    tokio::spawn(async move { run_watch(stream, &mut writer, on_event, what).await });
+}
+
+/// Spawns every watch. The ServiceMonitor watch runs only while the API is served.
+pub fn spawn_watches(client: &Client, writers: Writers, ctx: Arc<Context>, triggers: Triggers) {
+    let Writers {
+        engines,
+        blend_engines,
+        coordinators,
+        daemon_sets,
+        deployments,
+        services,
+        config_maps,
+        service_monitors,
+        pods,
+    } = writers;
+    let all = watcher::Config::default();
+    spawn_watch(
+        watch_stream(
+            Api::<DeserializeGuard<LMCacheEngine>>::all(client.clone()),
+            all.clone(),
+        ),
+        engines,
+        primary_hook::<LMCacheEngine>(ctx.clone(), triggers.clone()),
+        "lmcacheengines",
+    );
+    spawn_watch(
+        watch_stream(
+            Api::<DeserializeGuard<CacheBlendEngine>>::all(client.clone()),
+            all.clone(),
+        ),
+        blend_engines,
+        primary_hook::<CacheBlendEngine>(ctx.clone(), triggers.clone()),
+        "cacheblendengines",
+    );
+    spawn_watch(
+        watch_stream(
+            Api::<DeserializeGuard<LMCacheCoordinator>>::all(client.clone()),
+            all,
+        ),
+        coordinators,
+        primary_hook::<LMCacheCoordinator>(ctx.clone(), triggers.clone()),
+        "lmcachecoordinators",
+    );
+    spawn_watch(
+        watch_stream(Api::<DaemonSet>::all(client.clone()), managed_by()),
+        daemon_sets,
+        child_hook(triggers.clone()),
+        "daemonsets",
+    );
+    spawn_watch(
+        watch_stream(Api::<Deployment>::all(client.clone()), managed_by()),
+        deployments,
+        child_hook(triggers.clone()),
+        "deployments",
+    );
+    spawn_watch(
+        watch_stream(Api::<Service>::all(client.clone()), managed_by()),
+        services,
+        child_hook(triggers.clone()),
+        "services",
+    );
+    spawn_watch(
+        watch_stream(Api::<ConfigMap>::all(client.clone()), managed_by()),
+        config_maps,
+        child_hook(triggers.clone()),
+        "configmaps",
+    );
+    let pod_triggers = triggers.clone();
+    spawn_watch(
+        watch_stream(Api::<Pod>::all(client.clone()), managed_by()),
+        pods,
+        move |event: &watcher::Event<Pod>, store: &Store<Pod>| match event {
+            watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => {
+                for key in engines_of_pod(&pod.metadata) {
+                    pod_triggers.send(&key);
+                }
+            }
+            watcher::Event::InitDone => {
+                for pod in store.state() {
+                    for key in engines_of_pod(&pod.metadata) {
+                        pod_triggers.send(&key);
+                    }
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        },
+        "pods",
+    );
+    tokio::spawn(watch_service_monitors(
+        client.clone(),
+        service_monitors,
+        ctx,
+        triggers,
+    ));
+}
+
+/// Watches ServiceMonitors while the API is available; empties the cache when it goes away.
+async fn watch_service_monitors(
+    client: Client,
+    mut writer: Writer<DynamicObject>,
+    ctx: Arc<Context>,
+    triggers: Triggers,
+) {
+    let mut availability = ctx.service_monitor_api.subscribe();
+    loop {
+        if availability.wait_for(|available| *available).await.is_err() {
+            return;
+        }
+        let api = Api::<DynamicObject>::all_with(client.clone(), &service_monitor_resource());
+        let watch = run_watch(
+            watch_stream(api, managed_by()),
+            &mut writer,
+            child_hook(triggers.clone()),
+            "servicemonitors",
+        );
+        tokio::select! {
+            () = watch => return,
+            lost = availability.wait_for(|available| !*available) => {
+                if lost.is_err() {
+                    return;
+                }
+                tracing::info!("ServiceMonitor API gone; stopping its watch");
+            }
+        }
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+    }
+}
+
+/// Re-checks every `interval` whether `monitoring.coreos.com/v1` ServiceMonitors are served;
+/// when they appear, every custom resource is reconciled so wanted ServiceMonitors are created.
+pub async fn recheck_service_monitor_api(
+    client: Client,
+    ctx: Arc<Context>,
+    triggers: Triggers,
+    interval: Duration,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Some(available) = service_monitor_api_served(&client).await
+            && ctx.service_monitor_api.set(available)
+        {
+            tracing::info!("ServiceMonitor API now available; reconciling everything");
+            triggers.send_all(&ctx.stores);
+        }
+    }
+}
+
+/// `Some(served)`, or `None` when discovery itself failed (keep the last answer).
+pub async fn service_monitor_api_served(client: &Client) -> Option<bool> {
+    let gvk = service_monitor_gvk();
+    match client
+        .list_api_group_resources(&format!("{}/{}", gvk.group, gvk.version))
+        .await
+    {
+        Ok(list) => Some(list.resources.iter().any(|r| r.name == "servicemonitors")),
+        Err(kube::Error::Api(status)) if status.code == 404 => Some(false),
+        Err(error) => {
+            tracing::warn!(%error, "ServiceMonitor API discovery failed");
+            None
+        }
+    }
+}
