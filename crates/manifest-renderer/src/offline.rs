@@ -154,7 +154,10 @@ fn decode(number: usize, mut doc: Value) -> Result<Resource, Vec<String>> {
             "document {number}: {kind}: apiVersion must be {API_VERSION}, not {api_version:?}"
         )]);
     }
-    if let Some(Value::Object(meta)) = object.get_mut("metadata")
+    let meta = object
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if let Value::Object(meta) = meta
         && meta.get("namespace").is_none_or(Value::is_null)
     {
         meta.insert("namespace".into(), Value::String(DEFAULT_NAMESPACE.into()));
