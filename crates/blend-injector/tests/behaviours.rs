@@ -5,7 +5,7 @@ mod support;
 
 use k8s_openapi::api::core::v1::Pod;
 use lmcache_blend_injector::{Outcome, SkipReason, decode_engine, patch, requested_engine};
-use lmcache_manifest_renderer::blend_kv_transfer_config;
+use lmcache_manifest_renderer::{RenderContext, blend_kv_transfer_config, render_blend_engine};
 use serde_json::json;
 use support::*;
 
@@ -77,6 +77,14 @@ fn b83_injected_value_equals_the_connection_json() {
             let at = args.iter().position(|a| *a == "--kv-transfer-config").unwrap();
             let want = blend_kv_transfer_config(&engine.spec, name, namespace, domain);
             assert_eq!(args[at + 1], want);
+            // The operator's ConfigMap, rendered from the same engine and domain.
+            let children = render_blend_engine(&engine, &RenderContext::new(domain)).unwrap();
+            let data = children.config_map.data.unwrap();
+            assert_eq!(
+                args[at + 1],
+                data["kv-transfer-config.json"],
+                "{namespace}/{name} {domain}"
+            );
             assert!(want.contains(&format!("tcp://{name}.{namespace}.svc.{domain}")));
             assert!(want.contains(&format!("\"lmcache.mp.port\": \"{port}\"")));
         }
