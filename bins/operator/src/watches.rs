@@ -153,7 +153,7 @@ where
 }
 
 /// Maps a child event to the child's controller.
-fn child_hook<K: Resource<DynamicType = D> + Clone, D: Eq + Hash + Clone>(
+pub(crate) fn child_hook<K: Resource<DynamicType = D> + Clone, D: Eq + Hash + Clone>(
     triggers: Triggers,
 ) -> impl FnMut(&watcher::Event<K>, &Store<K>) {
     move |event, store| match event {
@@ -174,7 +174,7 @@ fn child_hook<K: Resource<DynamicType = D> + Clone, D: Eq + Hash + Clone>(
 }
 
 /// Keeps the coordinator index, object gauge and per-object state in step with an engine watch.
-fn primary_hook<K: Primary>(
+pub(crate) fn primary_hook<K: Primary>(
     ctx: Arc<Context>,
     triggers: Triggers,
 ) -> impl FnMut(&watcher::Event<DeserializeGuard<K>>, &Store<DeserializeGuard<K>>) {
