@@ -277,3 +277,25 @@ async fn rotated_certificate_is_served_without_restart() {
     assert_eq!(reply.server_cert, second);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn http2_round_trip() {
+    let dir = TempDir::new("h2");
+    let ca = TestCa::new();
+    ca.issue_into(&dir.0);
+    let server = Running::start(seed_cache(), &dir.0, INTERVAL).await;
+    let pod = template_pod_json(&fixture("seed/deployment.yaml"));
+    let review = pod_review("uid-h2", "default", pod.clone());
+    let reply = https_h2(
+        server.addr,
+        &ca.der(),
+        MUTATE_PATH,
+        serde_json::to_vec(&review).unwrap(),
+    )
+    .await;
+    let response = response_of(&reply);
+    assert_eq!(response["uid"], "uid-h2");
+    let patched = apply_patch(&pod, &response);
+    assert_eq!(patched["spec"]["hostIPC"], true);
+    server.stop().await;
+}

@@ -251,3 +251,40 @@ pub fn base64_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// One POST over HTTP/2 (ALPN `h2`), as the API server sends it when the server offers h2.
+pub async fn https_h2(addr: SocketAddr, ca: &CertificateDer<'static>, path: &str, body: Vec<u8>) -> Reply {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let server_cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post(format!("https://localhost{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        body,
+        server_cert,
+    }
+}
