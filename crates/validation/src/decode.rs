@@ -131,14 +131,13 @@ impl Repair {
                 if let Some(item_schema) = schema.get("items") {
                     for (i, item) in items.iter_mut().enumerate() {
                         let item_path = format!("{path}[{i}]");
-                        if !self.fits(item, item_schema, &item_path) {
-                            // Lists have no per-item default: drop the unusable entry.
-                            *item = Value::Null;
-                        } else {
+                        if self.fits(item, item_schema, &item_path) {
                             self.walk(item, item_schema, &item_path);
+                        } else {
+                            // Replaced rather than dropped so later entries keep their indices.
+                            *item = self.stand_in(item_schema, &item_path);
                         }
                     }
-                    items.retain(|i| !i.is_null() || nullable(item_schema));
                 }
             }
             _ => {}
@@ -205,14 +204,30 @@ impl Repair {
         if let Some(default) = sub.get("default") {
             map.insert(name.to_owned(), default.clone());
         } else if required {
-            if !was_bad {
+            if was_bad {
+                let stand_in = self.stand_in(sub, path);
+                map.insert(name.to_owned(), stand_in);
+            } else {
                 self.report_at(path, Mechanism::Required, "is required");
+                // Walked with reporting on: a missing `spec` also misses `spec.l1`'s rule (and,
+                // for the blend engine, `spec.injection`'s).
+                let mut placeholder = placeholder(sub);
+                self.walk(&mut placeholder, sub, path);
+                map.insert(name.to_owned(), placeholder);
+                self.repaired.push(path.to_owned());
             }
-            let mut placeholder = placeholder(sub);
-            self.walk(&mut placeholder, sub, path);
-            map.insert(name.to_owned(), placeholder);
-            self.repaired.push(path.to_owned());
         }
+    }
+
+    /// A placeholder for an unusable value already reported: its own required children are
+    /// filled silently.
+    fn stand_in(&mut self, schema: &Value, path: &str) -> Value {
+        let mut value = placeholder(schema);
+        let report = std::mem::replace(&mut self.report, false);
+        self.walk(&mut value, schema, path);
+        self.report = report;
+        self.repaired.push(path.to_owned());
+        value
     }
 
     /// Whether `value` has the schema's type (and string `enum`); reports it when not. Integral

@@ -744,6 +744,20 @@ fn lenient_decode_keeps_what_the_api_server_would() {
 }
 
 #[test]
+fn unusable_list_entries_keep_the_other_indices() {
+    let patch = json!({"spec": {"l2Backends": [null, "s3", {"type": ""}], "l1": "60"}});
+    assert_eq!(
+        decode_lines(Kind::Engine, &object(Kind::Engine, &patch)),
+        [
+            "spec.l2Backends[2].type: must be non-empty",
+            "spec.l1: must be an object",
+            "spec.l2Backends[0]: must be an object",
+            "spec.l2Backends[1]: must be an object",
+        ]
+    );
+}
+
+#[test]
 fn repaired_fields_do_not_report_twice() {
     // The removed `prometheus.port` would default to 9090 == server.port; E11 must not fire.
     let patch = json!({"spec": {"server": {"port": 9090}, "prometheus": {"port": "x"}}});
