@@ -37,8 +37,12 @@ fn main() -> ExitCode {
         Command::Render(args) => render_cmd::run(&args),
         Command::Crds => match crds_cmd::render() {
             Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                match out.write_all(yaml.as_bytes()).and_then(|()| out.flush()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(_) => ExitCode::FAILURE,
+                }
             }
             Err(error) => {
                 eprintln!("cannot render the CRDs: {error}");

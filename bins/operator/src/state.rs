@@ -16,8 +16,11 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// published at most once per generation (operations.md §7).
 #[derive(Debug, Default)]
 pub struct EventLog {
-    inner: Mutex<HashMap<Uid, (i64, HashSet<(String, String)>)>>,
+    inner: Mutex<HashMap<Uid, Published>>,
 }
+
+/// The generation last seen and the (reason, message) pairs published for it.
+type Published = (i64, HashSet<(String, String)>);
 
 impl EventLog {
     /// Records the pair and returns `true` if it was not yet published for `generation`.
