@@ -14,45 +14,60 @@ export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
+K8S_TOOLS="kube-apiserver kube-controller-manager kube-scheduler kubectl"
+
+k8s_tool_pkg() {
+  case "$1" in
+    kubectl) echo "k8s.io/kubernetes/cmd/kubectl" ;;
+    *) echo "k8s.io/kubernetes/cmd/$1" ;;
+  esac
+}
+
 build_k8s() {
   local out="$CACHE/k8s-$K8S_VERSION"
-  if [ -x "$out/bin/kube-apiserver" ] && [ -x "$out/bin/kube-controller-manager" ] && [ -x "$out/bin/kube-scheduler" ]; then
-    return 0
-  fi
-  log "building Kubernetes $K8S_VERSION (first build: 15-40 min on 2 cores)"
+  # Cache check per binary: a cache built before a tool was added only builds the new one.
+  local missing="" t
+  for t in $K8S_TOOLS; do [ -x "$out/bin/$t" ] || missing="$missing $t"; done
+  [ -z "$missing" ] && return 0
+  log "building Kubernetes $K8S_VERSION:$missing (first build: 8-40 min on 2 cores)"
   local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
   local sver="v0.${K8S_VERSION#v1.}"
   mkdir -p "$out/mod" "$out/bin"
   cd "$out/mod"
-  rm -f go.mod go.sum
-  # Staging modules are `replace`d to ./staging in k8s.io/kubernetes' go.mod, which only
-  # works in the main module; a wrapper module pins each to its published v0.Y.Z tag.
-  local kgomod
-  kgomod=$(cd "$(mktemp -d)" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
-    | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
-  {
-    echo "module local.invalid/k8sbins"; echo
-    grep -m1 -E '^go ' "$kgomod"
-    grep -m1 -E '^godebug ' "$kgomod" || true
-    echo; echo "require k8s.io/kubernetes $K8S_VERSION"; echo
-    echo "replace ("
-    sed -nE 's/^[[:space:]]*(replace[[:space:]]+)?(k8s\.io\/[A-Za-z0-9._-]+)[[:space:]]+=>[[:space:]]+\.\/staging\/.*/\2/p' "$kgomod" \
-      | sort -u | while read -r m; do echo "	$m => $m $sver"; done
-    echo ")"; echo
-    echo "tool ("
-    echo "	k8s.io/kubernetes/cmd/kube-apiserver"
-    echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
-    echo "	k8s.io/kubernetes/cmd/kube-scheduler"
-    echo ")"
-  } > go.mod
-  log "go mod tidy (downloads about 1 GB of modules on a cold cache)"
-  go mod tidy
+  # Regenerate the wrapper only when it lacks a tool (tidy is then cheap on a warm GOMODCACHE).
+  local regen=0
+  for t in $K8S_TOOLS; do grep -qF "	$(k8s_tool_pkg "$t")" go.mod 2>/dev/null || regen=1; done
+  if [ "$regen" = 1 ]; then
+    rm -f go.mod go.sum
+    # Staging modules are `replace`d to ./staging in k8s.io/kubernetes' go.mod, which only
+    # works in the main module; a wrapper module pins each to its published v0.Y.Z tag.
+    local kgomod
+    kgomod=$(cd "$(mktemp -d)" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
+      | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
+    {
+      echo "module local.invalid/k8sbins"; echo
+      grep -m1 -E '^go ' "$kgomod"
+      grep -m1 -E '^godebug ' "$kgomod" || true
+      echo; echo "require k8s.io/kubernetes $K8S_VERSION"; echo
+      echo "replace ("
+      sed -nE 's/^[[:space:]]*(replace[[:space:]]+)?(k8s\.io\/[A-Za-z0-9._-]+)[[:space:]]+=>[[:space:]]+\.\/staging\/.*/\2/p' "$kgomod" \
+        | sort -u | while read -r m; do echo "	$m => $m $sver"; done
+      echo ")"; echo
+      echo "tool ("
+      for t in $K8S_TOOLS; do echo "	$(k8s_tool_pkg "$t")"; done
+      echo ")"
+    } > go.mod
+    log "go mod tidy (downloads about 1 GB of modules on a cold cache)"
+    go mod tidy
+  fi
   local v=k8s.io/component-base/version cv=k8s.io/client-go/pkg/version
   local ldf="-s -w -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
   ldf="$ldf -X $v.buildDate=1970-01-01T00:00:00Z -X $cv.gitVersion=$K8S_VERSION -X $cv.gitMajor=1 -X $cv.gitMinor=$minor"
-  log "go build kube-apiserver, kube-controller-manager, kube-scheduler"
-  go build -trimpath -ldflags "$ldf" -o "$out/bin/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+  local pkgs=""
+  for t in $missing; do pkgs="$pkgs $(k8s_tool_pkg "$t")"; done
+  log "go build$missing"
+  # shellcheck disable=SC2086
+  go build -trimpath -ldflags "$ldf" -o "$out/bin/" $pkgs
   "$out/bin/kube-apiserver" --version >&2
 }
 

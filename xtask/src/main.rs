@@ -1,7 +1,11 @@
 //! Project automation: `cargo xtask <command>`.
 
 mod ci;
+mod cluster;
+mod cluster_pki;
+mod cluster_proc;
 mod crd;
+mod e2e;
 mod image;
 mod manifests;
 mod util;
@@ -42,6 +46,14 @@ enum Command {
     Ci,
     /// Bring up the local control plane and run the product on it.
     Demo,
+    /// Local control plane (etcd, apiserver, controller-manager, scheduler, kwok) on 127.0.0.1.
+    Cluster {
+        #[command(subcommand)]
+        action: cluster::Action,
+    },
+    /// Run the end-to-end suite (tests/e2e) against the local cluster with the operator and
+    /// webhook as local processes.
+    E2e(e2e::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +68,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Ci => ci::run(),
+        Command::Cluster { action } => cluster::run(action),
+        Command::E2e(args) => e2e::run(args),
         Command::Demo => {
             anyhow::bail!("`cargo xtask demo` arrives with the local control plane (issue: e2e harness)")
         }

@@ -1,0 +1,189 @@
+//! Fresh PKI for each `cluster up` (rcgen, ECDSA P-256) and the admin kubeconfig.
+//!
+//! One CA signs the apiserver serving cert (SANs 127.0.0.1 and localhost) and the admin client
+//! cert (O=system:masters, so RBAC is bypassed); a separate key pair signs ServiceAccount tokens,
+//! so tokens for RBAC tests can be minted with the TokenRequest API.
+
+use anyhow::Context;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use std::path::{Path, PathBuf};
+
+/// Paths of the files `write_cluster_pki` creates.
+pub struct ClusterPki {
+    pub ca_crt: PathBuf,
+    pub apiserver_crt: PathBuf,
+    pub apiserver_key: PathBuf,
+    pub admin_crt: PathBuf,
+    pub admin_key: PathBuf,
+    pub sa_pub: PathBuf,
+    pub sa_key: PathBuf,
+}
+
+impl ClusterPki {
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            ca_crt: dir.join("ca.crt"),
+            apiserver_crt: dir.join("apiserver.crt"),
+            apiserver_key: dir.join("apiserver.key"),
+            admin_crt: dir.join("admin.crt"),
+            admin_key: dir.join("admin.key"),
+            sa_pub: dir.join("sa.pub"),
+            sa_key: dir.join("sa.key"),
+        }
+    }
+}
+
+/// A CA held in memory for issuing leaf certificates.
+pub struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    pub fn new(common_name: &str) -> anyhow::Result<Self> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        Ok(Self {
+            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate()?)?,
+        })
+    }
+
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A serving certificate for `127.0.0.1` and `localhost`: `(cert PEM, key PEM)`.
+    pub fn serving(&self, common_name: &str) -> anyhow::Result<(String, String)> {
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        self.sign(params)
+    }
+
+    /// A client certificate with CN = user and O = each group: `(cert PEM, key PEM)`.
+    pub fn client(&self, user: &str, groups: &[&str]) -> anyhow::Result<(String, String)> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        for group in groups {
+            params.distinguished_name.push(DnType::OrganizationName, *group);
+        }
+        params.distinguished_name.push(DnType::CommonName, user);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        self.sign(params)
+    }
+
+    fn sign(&self, params: CertificateParams) -> anyhow::Result<(String, String)> {
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// Writes a fresh CA, serving, admin and ServiceAccount key material into `dir`.
+pub fn write_cluster_pki(dir: &Path) -> anyhow::Result<ClusterPki> {
+    std::fs::create_dir_all(dir)?;
+    let files = ClusterPki::in_dir(dir);
+    let ca = Ca::new("lmcache-e2e-ca")?;
+    let (apiserver_crt, apiserver_key) = ca.serving("kube-apiserver")?;
+    let (admin_crt, admin_key) = ca.client("lmcache-e2e-admin", &["system:masters"])?;
+    let sa = KeyPair::generate()?;
+    write(&files.ca_crt, &ca.pem())?;
+    write(&files.apiserver_crt, &apiserver_crt)?;
+    write(&files.apiserver_key, &apiserver_key)?;
+    write(&files.admin_crt, &admin_crt)?;
+    write(&files.admin_key, &admin_key)?;
+    write(&files.sa_pub, &sa.public_key_pem())?;
+    write(&files.sa_key, &sa.serialize_pem())?;
+    Ok(files)
+}
+
+/// A kubeconfig for `https://127.0.0.1:<port>` referring to the PKI files by absolute path.
+pub fn kubeconfig(port: u16, pki: &ClusterPki) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: lmcache-e2e\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {}\nusers:\n- name: admin\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: lmcache-e2e\n  context:\n    cluster: lmcache-e2e\n    user: admin\ncurrent-context: lmcache-e2e\n",
+        pki.ca_crt.display(),
+        pki.admin_crt.display(),
+        pki.admin_key.display()
+    )
+}
+
+pub fn write(path: &Path, content: &str) -> anyhow::Result<()> {
+    std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Standard base64 with padding (for `caBundle`).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn pki_files_are_pem_and_kubeconfig_points_at_loopback() {
+        let dir = std::env::temp_dir().join(format!("xtask-pki-{}", std::process::id()));
+        let pki = write_cluster_pki(&dir).unwrap();
+        for path in [&pki.ca_crt, &pki.apiserver_crt, &pki.admin_crt] {
+            assert!(
+                std::fs::read_to_string(path)
+                    .unwrap()
+                    .starts_with("-----BEGIN CERTIFICATE-----")
+            );
+        }
+        assert!(
+            std::fs::read_to_string(&pki.sa_pub)
+                .unwrap()
+                .starts_with("-----BEGIN PUBLIC KEY-----")
+        );
+        assert!(
+            std::fs::read_to_string(&pki.sa_key)
+                .unwrap()
+                .starts_with("-----BEGIN PRIVATE KEY-----")
+        );
+        let config = kubeconfig(6443, &pki);
+        assert!(config.contains("server: https://127.0.0.1:6443\n"), "{config}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,370 @@
+//! `cargo xtask e2e`: the end-to-end suite against the local cluster.
+//!
+//! Ensures the cluster is up, installs the CRDs, runs the operator and the webhook as local
+//! processes on 127.0.0.1 (the webhook behind a MutatingWebhookConfiguration with a `url`
+//! client config), runs `cargo test -p lmcache-e2e -- --ignored`, and always stops the
+//! processes again; the cluster is stopped too unless `--keep`.
+
+use crate::cluster::{self, Kubectl, Layout};
+use crate::cluster_pki::{self, Ca};
+use crate::cluster_proc::{self, Proc, State};
+use crate::util::{root, run as sh, run_env};
+use anyhow::{Context, bail};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Namespace the operator treats as its own (leader Lease, webhook exclusion).
+pub const SYSTEM_NAMESPACE: &str = "lmcache-e2e-system";
+const MWC_NAME: &str = "lmcache-e2e-cacheblend-injector";
+const CRDS: [&str; 3] = [
+    "lmcacheengines.lmcache.lmcache.ai",
+    "cacheblendengines.lmcache.lmcache.ai",
+    "lmcachecoordinators.lmcache.lmcache.ai",
+];
+
+/// Flags of `cargo xtask e2e`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Leave the cluster running afterwards (the operator and webhook are always stopped).
+    #[arg(long)]
+    keep: bool,
+    /// Extra arguments for the test binaries (after `--`), e.g. a test name filter.
+    #[arg(last = true)]
+    test_args: Vec<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let layout = Layout::new();
+    let _lock = layout.lock()?;
+    // Leftovers of an interrupted run would reconcile alongside the new operator.
+    cluster_proc::stop_all(&layout.e2e_pids())?;
+    let result = cluster::up(&layout).and_then(|_| {
+        eprintln!("[e2e] cluster ready at {:.1}s", started.elapsed().as_secs_f64());
+        suite(&layout, &args)
+    });
+    // Cleanup runs whatever happened above, so failing tests leave no processes behind.
+    let stopped = cluster_proc::stop_all(&layout.e2e_pids());
+    let cleaned = if args.keep {
+        remove_webhook_configuration(&layout)
+    } else {
+        cluster::down(&layout)
+    };
+    eprintln!("[e2e] finished in {:.1}s", started.elapsed().as_secs_f64());
+    result?;
+    stopped?;
+    cleaned
+}
+
+/// What the suite exports to the tests about the product processes.
+struct Product {
+    env: Vec<(&'static str, String)>,
+}
+
+fn suite(layout: &Layout, args: &Args) -> anyhow::Result<()> {
+    let kubectl = Kubectl::new(layout);
+    install_crds(&kubectl)?;
+    // Build everything first, so no process idles against the cluster while cargo compiles.
+    sh(
+        "cargo",
+        &["build", "-p", "lmcache-operator", "-p", "lmcache-webhook"],
+    )?;
+    sh("cargo", &["test", "-p", "lmcache-e2e", "--no-run"])?;
+    let product = start_product(layout, &kubectl)?;
+
+    let mut env: Vec<(&str, String)> = vec![
+        (
+            "LMCACHE_E2E_KUBECONFIG",
+            layout.kubeconfig().display().to_string(),
+        ),
+        ("LMCACHE_E2E_KUBECTL", kubectl.bin.display().to_string()),
+        ("LMCACHE_E2E_OPERATOR_NAMESPACE", SYSTEM_NAMESPACE.to_string()),
+        ("LMCACHE_E2E_LOGS", layout.logs().display().to_string()),
+    ];
+    env.extend(product.env);
+    let mut test = vec!["test", "-p", "lmcache-e2e", "--", "--ignored", "--test-threads=4"];
+    test.extend(args.test_args.iter().map(String::as_str));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let started = Instant::now();
+    let result = run_env("cargo", &test, &env_refs);
+    eprintln!(
+        "[e2e] tests took {:.1}s; product logs in {}",
+        started.elapsed().as_secs_f64(),
+        layout.logs().display()
+    );
+    result
+}
+
+fn install_crds(kubectl: &Kubectl) -> anyhow::Result<()> {
+    let dir = root().join("deploy/crds");
+    kubectl.ok(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=lmcache-e2e",
+            "-f",
+            &dir.display().to_string(),
+        ],
+        None,
+    )?;
+    let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+    let names: Vec<String> = CRDS.iter().map(|c| format!("crd/{c}")).collect();
+    wait.extend(names.iter().map(String::as_str));
+    kubectl.ok(&wait, None)?;
+    eprintln!("[e2e] CRDs installed and Established");
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Starts the webhook and the operator; a component that does not become ready is reported
+/// and left out of the exported environment (its tests then fail on the missing variable).
+fn start_product(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<Product> {
+    kubectl.ok(
+        &["apply", "--server-side", "--field-manager=lmcache-e2e", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {SYSTEM_NAMESPACE}\n"
+        )),
+    )?;
+    let ports = cluster_proc::free_ports(5)?;
+    let addr = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let (webhook_port, webhook_metrics, webhook_health) = (ports[0], addr(ports[1]), addr(ports[2]));
+    let (operator_metrics, operator_health) = (addr(ports[3]), addr(ports[4]));
+    let kubeconfig = layout.kubeconfig().display().to_string();
+    let proc_env = [
+        ("KUBECONFIG", kubeconfig),
+        ("POD_NAMESPACE", SYSTEM_NAMESPACE.to_string()),
+        ("RUST_LOG", "info".to_string()),
+    ];
+    let bin = target_dir().join("debug");
+    let mut env = Vec::new();
+
+    let certs = layout.dir.join("webhook-certs");
+    std::fs::create_dir_all(&certs)?;
+    let ca = Ca::new("lmcache-e2e-webhook-ca")?;
+    let (crt, key) = ca.serving("lmcache-e2e-webhook")?;
+    cluster_pki::write(&certs.join("tls.crt"), &crt)?;
+    cluster_pki::write(&certs.join("tls.key"), &key)?;
+    let webhook = cluster_proc::spawn(
+        "lmcache-webhook",
+        &bin.join("lmcache-webhook"),
+        &[
+            "serve".to_string(),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--port={webhook_port}"),
+            format!("--cert-dir={}", certs.display()),
+            format!("--metrics-bind-address={webhook_metrics}"),
+            format!("--health-probe-bind-address={webhook_health}"),
+        ],
+        &proc_env,
+        &layout.logs(),
+        &layout.e2e_pids(),
+        false,
+    )?;
+    let operator = cluster_proc::spawn(
+        "lmcache-operator",
+        &bin.join("lmcache-operator"),
+        &[
+            "run".to_string(),
+            format!("--metrics-bind-address={operator_metrics}"),
+            format!("--health-probe-bind-address={operator_health}"),
+        ],
+        &proc_env,
+        &layout.logs(),
+        &layout.e2e_pids(),
+        false,
+    )?;
+
+    if ready(layout, &webhook, webhook_health) {
+        let url = format!("https://127.0.0.1:{webhook_port}/mutate-cacheblend-pod");
+        register_webhook(kubectl, &url, &ca.pem())?;
+        env.push(("LMCACHE_E2E_WEBHOOK_URL", url));
+        env.push(("LMCACHE_E2E_WEBHOOK_METRICS", webhook_metrics.to_string()));
+        env.push(("LMCACHE_E2E_WEBHOOK_HEALTH", webhook_health.to_string()));
+    }
+    if ready(layout, &operator, operator_health) {
+        env.push(("LMCACHE_E2E_OPERATOR_METRICS", operator_metrics.to_string()));
+        env.push(("LMCACHE_E2E_OPERATOR_HEALTH", operator_health.to_string()));
+    }
+    Ok(Product { env })
+}
+
+/// Waits up to 90 s for `/readyz` = 200; false (with the log tail) when it never comes.
+fn ready(layout: &Layout, proc: &Proc, health: SocketAddr) -> bool {
+    let log = layout.logs().join(format!("{}.log", proc.name));
+    let result = cluster::wait_until(
+        &format!("{} ready", proc.name),
+        Duration::from_secs(90),
+        &[(proc, log.clone())],
+        || matches!(cluster_proc::http_get(health, "/readyz"), Ok((200, _))),
+    );
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!(
+                "[e2e] WARNING: {} is not usable ({e:#}); its tests will fail. Log tail:\n{}",
+                proc.name,
+                cluster_proc::log_tail(&log, 20)
+            );
+            if proc.state() == State::Running {
+                proc.stop(Duration::from_secs(5));
+            }
+            false
+        }
+    }
+}
+
+/// The MutatingWebhookConfiguration of cacheblend.md §11 with a loopback `url` client config.
+fn webhook_configuration(url: &str, ca_pem: &str) -> String {
+    format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: {MWC_NAME}
+  labels:
+    app.kubernetes.io/name: lmcache-operator
+    app.kubernetes.io/component: webhook
+webhooks:
+  - name: cacheblend-injector.lmcache.ai
+    admissionReviewVersions: ["v1"]
+    clientConfig:
+      url: "{url}"
+      caBundle: {ca}
+    rules:
+      - apiGroups: [""]
+        apiVersions: ["v1"]
+        operations: ["CREATE"]
+        resources: ["pods"]
+        scope: Namespaced
+    failurePolicy: Ignore
+    sideEffects: None
+    reinvocationPolicy: Never
+    matchPolicy: Equivalent
+    timeoutSeconds: 5
+    objectSelector:
+      matchLabels:
+        lmcache.ai/cacheblend-inject: "true"
+    namespaceSelector:
+      matchExpressions:
+        - key: kubernetes.io/metadata.name
+          operator: NotIn
+          values: [kube-system, kube-public, {SYSTEM_NAMESPACE}]
+"#,
+        ca = cluster_pki::base64(ca_pem.as_bytes())
+    )
+}
+
+/// A dry-run pod that opts in and names a missing engine: once the webhook is wired up the
+/// apiserver returns it annotated (skip reason `engine-not-found`).
+const PROBE_POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: lmcache-e2e-webhook-probe
+  namespace: default
+  labels:
+    lmcache.ai/cacheblend-inject: "true"
+  annotations:
+    lmcache.ai/cacheblend-engine: lmcache-e2e-probe-no-such-engine
+spec:
+  containers:
+    - name: vllm
+      image: example.invalid/vllm:probe
+"#;
+
+fn register_webhook(kubectl: &Kubectl, url: &str, ca_pem: &str) -> anyhow::Result<()> {
+    kubectl.ok(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=lmcache-e2e",
+            "-f",
+            "-",
+        ],
+        Some(&webhook_configuration(url, ca_pem)),
+    )?;
+    // The apiserver picks up webhook configurations through an informer: probe until it calls us.
+    let mut last = String::new();
+    let probe = cluster::wait_until(
+        "webhook called by the apiserver",
+        Duration::from_secs(60),
+        &[],
+        || match kubectl.ok(
+            &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+            Some(PROBE_POD),
+        ) {
+            Ok(out) => {
+                last = out;
+                last.contains("lmcache.ai/cacheblend-skip-reason")
+                    || last.contains("lmcache.ai/cacheblend-injected")
+            }
+            Err(e) => {
+                last = format!("{e:#}");
+                false
+            }
+        },
+    );
+    probe.with_context(|| format!("last dry-run answer: {last}"))
+}
+
+fn remove_webhook_configuration(layout: &Layout) -> anyhow::Result<()> {
+    if !cluster::is_up(layout)? {
+        return Ok(());
+    }
+    let out = Kubectl::new(layout).output(
+        &[
+            "delete",
+            "mutatingwebhookconfiguration",
+            MWC_NAME,
+            "--ignore-not-found",
+        ],
+        None,
+    )?;
+    if !out.status.success() {
+        bail!(
+            "deleting {MWC_NAME}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    eprintln!(
+        "[e2e] cluster kept running; KUBECONFIG={}",
+        layout.kubeconfig().display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_configuration_matches_the_spec_selectors_with_a_loopback_url() {
+        let text = webhook_configuration("https://127.0.0.1:9443/mutate-cacheblend-pod", "PEM");
+        let mwc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let hook = &mwc["webhooks"][0];
+        assert_eq!(hook["failurePolicy"], "Ignore");
+        assert_eq!(hook["sideEffects"], "None");
+        assert_eq!(hook["timeoutSeconds"], 5);
+        assert_eq!(hook["clientConfig"]["caBundle"], "UEVN");
+        assert_eq!(
+            hook["clientConfig"]["url"],
+            "https://127.0.0.1:9443/mutate-cacheblend-pod"
+        );
+        assert_eq!(
+            hook["objectSelector"]["matchLabels"]["lmcache.ai/cacheblend-inject"],
+            "true"
+        );
+        let excluded = &hook["namespaceSelector"]["matchExpressions"][0]["values"];
+        assert_eq!(
+            excluded,
+            &serde_yaml::from_str::<serde_yaml::Value>("[kube-system, kube-public, lmcache-e2e-system]")
+                .unwrap()
+        );
+    }
+}
