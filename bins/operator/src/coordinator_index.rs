@@ -113,17 +113,29 @@ mod tests {
             index.engines_for(&coord("team-a", "coord")),
             [a.clone(), cb.clone()]
         );
-        assert_eq!(index.engines_for(&coord("team-b", "coord")), std::slice::from_ref(&b));
+        assert_eq!(
+            index.engines_for(&coord("team-b", "coord")),
+            std::slice::from_ref(&b)
+        );
 
         index.set(&a, Some("other"));
-        assert_eq!(index.engines_for(&coord("team-a", "coord")), std::slice::from_ref(&cb));
-        assert_eq!(index.engines_for(&coord("team-a", "other")), std::slice::from_ref(&a));
+        assert_eq!(
+            index.engines_for(&coord("team-a", "coord")),
+            std::slice::from_ref(&cb)
+        );
+        assert_eq!(
+            index.engines_for(&coord("team-a", "other")),
+            std::slice::from_ref(&a)
+        );
         index.set(&a, None);
         assert!(index.engines_for(&coord("team-a", "other")).is_empty());
 
         index.rebuild(Kind::BlendEngine, []);
         assert!(index.engines_for(&coord("team-a", "coord")).is_empty());
-        assert_eq!(index.engines_for(&coord("team-b", "coord")), std::slice::from_ref(&b));
+        assert_eq!(
+            index.engines_for(&coord("team-b", "coord")),
+            std::slice::from_ref(&b)
+        );
         index.remove(&b);
         assert!(index.engines_for(&coord("team-b", "coord")).is_empty());
     }

@@ -101,4 +101,39 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a.to_string(), "LMCacheEngine team-a/cache");
     }
+
+    /// MTT-13: every map, index and queue takes a typed key. The signatures below only compile
+    /// while that holds; the calls check that the keys keep tenants apart.
+    #[test]
+    fn state_and_indexes_are_keyed_by_typed_keys_or_uids() {
+        use crate::coordinator_index::CoordinatorIndex;
+        use crate::state::{Backoff, EventLog};
+        use crate::watches::TriggerRef;
+        use kube::runtime::reflector::ObjectRef;
+        use lmcache_api::v1alpha1::LMCacheEngine;
+
+        let engines_for: fn(&CoordinatorIndex, &CoordinatorKey) -> Vec<ObjectKey> =
+            CoordinatorIndex::engines_for;
+        let first_time: fn(&EventLog, &Uid, i64, &str, &str) -> bool = EventLog::first_time;
+        let next_delay: fn(&Backoff, &Uid) -> std::time::Duration = Backoff::next_delay;
+        // The controller queue is keyed by ObjectRef: namespace + name within one kind.
+        let queued: TriggerRef<LMCacheEngine> = ObjectRef::new("cache").within("team-a");
+        assert_ne!(queued, ObjectRef::new("cache").within("team-b"));
+
+        let index = CoordinatorIndex::default();
+        index.set(&ObjectKey::new(Kind::Engine, "team-a", "cache"), Some("coord"));
+        let other_namespace = CoordinatorKey {
+            namespace: "team-b".into(),
+            name: "coord".into(),
+        };
+        assert!(engines_for(&index, &other_namespace).is_empty());
+        let log = EventLog::default();
+        assert!(first_time(&log, &Uid("a".into()), 1, "R", "m"));
+        assert!(first_time(&log, &Uid("b".into()), 1, "R", "m"));
+        let backoff = Backoff::default();
+        assert_eq!(
+            next_delay(&backoff, &Uid("a".into())),
+            next_delay(&backoff, &Uid("b".into()))
+        );
+    }
 }
