@@ -70,7 +70,7 @@ fn suite(layout: &Layout, args: &Args) -> anyhow::Result<()> {
         "cargo",
         &["build", "-p", "lmcache-operator", "-p", "lmcache-webhook"],
     )?;
-    sh("cargo", &["test", "-p", "lmcache-e2e", "--no-run"])?;
+    sh("cargo", &["test", "-p", "lmcache-e2e", "--tests", "--no-run"])?;
     let product = start_product(layout, &kubectl)?;
 
     let mut env: Vec<(&str, String)> = vec![
@@ -83,7 +83,16 @@ fn suite(layout: &Layout, args: &Args) -> anyhow::Result<()> {
         ("LMCACHE_E2E_LOGS", layout.logs().display().to_string()),
     ];
     env.extend(product.env);
-    let mut test = vec!["test", "-p", "lmcache-e2e", "--", "--ignored", "--test-threads=4"];
+    // `--tests`: every suite is an integration test; skipping doctests saves a rustdoc build.
+    let mut test = vec![
+        "test",
+        "-p",
+        "lmcache-e2e",
+        "--tests",
+        "--",
+        "--ignored",
+        "--test-threads=4",
+    ];
     test.extend(args.test_args.iter().map(String::as_str));
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let started = Instant::now();
