@@ -18,7 +18,11 @@ pub fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
 /// [`run`] with extra environment variables for the child.
 pub fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
     eprintln!("+ {program} {}", args.join(" "));
-    let status = Command::new(program)
+    let mut command = Command::new(program);
+    for var in cargo_run_vars() {
+        command.env_remove(var);
+    }
+    let status = command
         .args(args)
         .envs(env.iter().copied())
         .current_dir(root())
@@ -28,6 +32,26 @@ pub fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Re
         bail!("`{program} {}` failed with {status}", args.join(" "));
     }
     Ok(())
+}
+
+/// Variables `cargo run` sets for xtask itself. Inherited by a nested cargo, they change the
+/// fingerprints of build scripts (ring, rustls) and force a rebuild on every other invocation.
+pub fn cargo_run_vars() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .map(|(key, _)| key)
+        .filter(|key| {
+            let key = key.to_string_lossy();
+            key.starts_with("CARGO_PKG_")
+                || matches!(
+                    key.as_ref(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                )
+        })
+        .collect()
 }
 
 /// Writes `content` to `path`, or with `check` compares and reports drift.
