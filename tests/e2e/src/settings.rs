@@ -25,32 +25,42 @@ pub fn operator_namespace() -> String {
 
 /// The operator's metrics address (`127.0.0.1:<port>`), set once it became ready.
 pub fn operator_metrics() -> anyhow::Result<SocketAddr> {
-    loopback("LMCACHE_E2E_OPERATOR_METRICS")
+    loopback("LMCACHE_E2E_OPERATOR_METRICS", "lmcache-operator")
 }
 
 /// The operator's `/healthz` + `/readyz` address.
 pub fn operator_health() -> anyhow::Result<SocketAddr> {
-    loopback("LMCACHE_E2E_OPERATOR_HEALTH")
+    loopback("LMCACHE_E2E_OPERATOR_HEALTH", "lmcache-operator")
 }
 
 /// The webhook's metrics address.
 pub fn webhook_metrics() -> anyhow::Result<SocketAddr> {
-    loopback("LMCACHE_E2E_WEBHOOK_METRICS")
+    loopback("LMCACHE_E2E_WEBHOOK_METRICS", "lmcache-webhook")
 }
 
 /// The webhook's `/healthz` + `/readyz` address.
 pub fn webhook_health() -> anyhow::Result<SocketAddr> {
-    loopback("LMCACHE_E2E_WEBHOOK_HEALTH")
+    loopback("LMCACHE_E2E_WEBHOOK_HEALTH", "lmcache-webhook")
 }
 
 /// The URL the MutatingWebhookConfiguration calls (`https://127.0.0.1:<port>/...`); set only
 /// when the webhook became ready and the apiserver was seen calling it.
 pub fn webhook_url() -> anyhow::Result<String> {
-    required("LMCACHE_E2E_WEBHOOK_URL")
+    product("LMCACHE_E2E_WEBHOOK_URL", "lmcache-webhook")
 }
 
-fn loopback(name: &str) -> anyhow::Result<SocketAddr> {
-    let value = required(name)?;
+/// A variable `cargo xtask e2e` sets only once `component` is ready.
+fn product(name: &str, component: &str) -> anyhow::Result<String> {
+    lookup(name).with_context(|| {
+        format!(
+            "{name} is not set: {component} is not running. `cargo xtask e2e` exports it once the \
+             process is ready; if it did not become ready, see target/cluster/logs/{component}.log"
+        )
+    })
+}
+
+fn loopback(name: &str, component: &str) -> anyhow::Result<SocketAddr> {
+    let value = product(name, component)?;
     let addr: SocketAddr = value
         .parse()
         .with_context(|| format!("{name}={value:?} is not host:port"))?;
