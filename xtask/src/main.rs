@@ -1,5 +1,13 @@
 //! Project automation: `cargo xtask <command>`.
 
+mod bench;
+mod bench_converge;
+mod bench_floor;
+mod bench_kube;
+mod bench_load;
+mod bench_report;
+mod bench_stats;
+mod bench_webhook;
 mod ci;
 mod cluster;
 mod cluster_pki;
@@ -54,6 +62,12 @@ enum Command {
     /// Run the end-to-end suite (tests/e2e) against the local cluster with the operator and
     /// webhook as local processes.
     E2e(e2e::Args),
+    /// Benchmarks (not part of `ci`): convergence vs a floor, steady-state writes, webhook
+    /// latency vs a floor, memory; writes target/bench/report.{json,md}.
+    Bench(bench::Args),
+    /// The bench's floor TLS server (started by `bench`).
+    #[command(hide = true)]
+    BenchFloor(bench_load::FloorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,6 +84,8 @@ fn main() -> anyhow::Result<()> {
         Command::Ci => ci::run(),
         Command::Cluster { action } => cluster::run(action),
         Command::E2e(args) => e2e::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchFloor(args) => bench_load::serve_floor(args),
         Command::Demo => {
             anyhow::bail!("`cargo xtask demo` arrives with the local control plane (issue: e2e harness)")
         }

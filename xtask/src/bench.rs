@@ -1,0 +1,272 @@
+//! `cargo xtask bench`: convergence, steady-state writes, webhook latency and memory of the
+//! release binaries on the local control plane (issue 8; docs/benchmarks.md). Not part of `ci`.
+//!
+//! Everything is measured against a floor doing the least possible work on the same machine in
+//! the same run, because the 2 shared cores make absolute figures noisy. The bench re-runs
+//! itself as a release build (a debug load generator or floor client would flatter the product),
+//! holds the cluster lock for its whole run (so `cargo xtask e2e` waits instead of reconciling
+//! the bench's engines or stopping the cluster), uses its own `bench-*` namespaces and ports, and
+//! stops the cluster afterwards only if it started it.
+
+use crate::bench_report::Report;
+use crate::cluster::{self, Kubectl, Layout};
+use crate::cluster_proc::{self, Proc, State};
+use crate::util::{root, run as sh};
+use crate::{bench_converge, bench_webhook};
+use anyhow::{Context, bail};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Set in the re-executed release process.
+const RELEASE_ENV: &str = "LMCACHE_BENCH_RELEASE";
+
+/// Flags of `cargo xtask bench`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Args {
+    /// Engines applied at once in the convergence phase.
+    #[arg(long, default_value_t = 300)]
+    pub engines: usize,
+    /// Namespaces the engines are spread over.
+    #[arg(long, default_value_t = 30)]
+    pub namespaces: usize,
+    /// Engines present when the operator's memory is measured (no extra engines when not
+    /// above --engines).
+    #[arg(long, default_value_t = 1000)]
+    pub memory_engines: usize,
+    /// The operator's --max-concurrent-reconciles, and the floor client's requests in flight.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u16,
+    /// Seconds of the steady-state write window after convergence.
+    #[arg(long, default_value_t = 60)]
+    pub steady_seconds: u64,
+    /// Seconds per webhook rate step.
+    #[arg(long, default_value_t = 15)]
+    pub duration: u64,
+    /// Webhook request rates (per second), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,500,1000")]
+    pub rates: Vec<u32>,
+    /// Limit for each wait for convergence, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// Skip convergence, steady state and operator memory.
+    #[arg(long)]
+    pub skip_convergence: bool,
+    /// Skip the webhook phase.
+    #[arg(long)]
+    pub skip_webhook: bool,
+    /// Leave the cluster running when the bench started it.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Where the bench keeps its files and finds the release binaries.
+pub struct Paths {
+    pub out: PathBuf,
+    pub logs: PathBuf,
+    pub pids: PathBuf,
+    pub bin: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl Paths {
+    fn new(layout: &Layout) -> anyhow::Result<Self> {
+        let out = target_dir().join("bench");
+        let exe = std::env::current_exe().context("locating the xtask binary")?;
+        Ok(Self {
+            logs: out.join("logs"),
+            pids: out.join("pids"),
+            out,
+            bin: exe.parent().map(Path::to_path_buf).unwrap_or_default(),
+            kubeconfig: layout.kubeconfig(),
+        })
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.engines == 0 || args.namespaces == 0 || args.concurrency == 0 {
+        bail!("--engines, --namespaces and --concurrency must be positive");
+    }
+    if cfg!(debug_assertions) && std::env::var_os(RELEASE_ENV).is_none() {
+        return reexec_release();
+    }
+    let started = Instant::now();
+    let layout = Layout::new();
+    let _lock = layout.lock()?;
+    let paths = Paths::new(&layout)?;
+    std::fs::create_dir_all(&paths.logs)?;
+    // Leftovers of an interrupted bench would skew every figure.
+    cluster_proc::stop_all(&paths.pids)?;
+    let started_cluster = cluster::up(&layout)?;
+    let result = install_crds(&Kubectl::new(&layout)).and_then(|()| measure(&args, &paths));
+    let stopped = cluster_proc::stop_all(&paths.pids);
+    let cleaned = if started_cluster && !args.keep {
+        cluster::down(&layout)
+    } else {
+        Ok(())
+    };
+    eprintln!("[bench] finished in {:.1}s", started.elapsed().as_secs_f64());
+    let report = result?;
+    stopped?;
+    cleaned?;
+    let markdown = report.to_markdown();
+    std::fs::write(
+        paths.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    std::fs::write(paths.out.join("report.md"), &markdown)?;
+    println!("{markdown}");
+    eprintln!(
+        "[bench] wrote {} and report.md",
+        paths.out.join("report.json").display()
+    );
+    Ok(())
+}
+
+/// Builds the operator, the webhook and xtask in release and runs the bench there.
+fn reexec_release() -> anyhow::Result<()> {
+    sh(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "lmcache-operator",
+            "-p",
+            "lmcache-webhook",
+            "-p",
+            "xtask",
+        ],
+    )?;
+    let exe = target_dir().join("release/xtask");
+    let status = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .env(RELEASE_ENV, "1")
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    if !status.success() {
+        bail!("the release bench failed with {status}");
+    }
+    Ok(())
+}
+
+fn install_crds(kubectl: &Kubectl) -> anyhow::Result<()> {
+    let dir = root().join("deploy/crds").display().to_string();
+    kubectl.ok(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=lmcache-bench",
+            "-f",
+            &dir,
+        ],
+        None,
+    )?;
+    kubectl.ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/lmcacheengines.lmcache.lmcache.ai",
+            "crd/cacheblendengines.lmcache.lmcache.ai",
+        ],
+        None,
+    )?;
+    Ok(())
+}
+
+fn measure(args: &Args, paths: &Paths) -> anyhow::Result<Report> {
+    crate::bench_load::install_crypto_provider();
+    let mut report = Report::new(args);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = crate::bench_kube::connect(&paths.kubeconfig).await?;
+        if !args.skip_convergence {
+            report.convergence = Some(bench_converge::run(&client, args, paths).await?);
+        }
+        if !args.skip_webhook {
+            report.webhook = Some(bench_webhook::run(&client, args, paths).await?);
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(report)
+}
+
+/// Addresses of a product process' admin endpoints.
+pub struct Admin {
+    pub metrics: SocketAddr,
+    pub health: SocketAddr,
+}
+
+impl Admin {
+    pub fn new() -> anyhow::Result<Self> {
+        let ports = cluster_proc::free_ports(2)?;
+        Ok(Self {
+            metrics: SocketAddr::from((Ipv4Addr::LOCALHOST, ports[0])),
+            health: SocketAddr::from((Ipv4Addr::LOCALHOST, ports[1])),
+        })
+    }
+}
+
+/// Starts release binary `program` with its output in `target/bench/logs/<name>.log`.
+pub fn spawn(paths: &Paths, name: &str, program: &str, args: &[String]) -> anyhow::Result<Proc> {
+    let env = [
+        ("KUBECONFIG", paths.kubeconfig.display().to_string()),
+        ("RUST_LOG", String::new()),
+    ];
+    cluster_proc::spawn(
+        name,
+        &paths.bin.join(program),
+        args,
+        &env,
+        &paths.logs,
+        &paths.pids,
+        false,
+    )
+}
+
+/// Waits until `/readyz` answers 200 (blocking: call through `spawn_blocking`).
+pub async fn wait_ready(paths: &Paths, proc: &Proc, health: SocketAddr) -> anyhow::Result<()> {
+    let log = paths.logs.join(format!("{}.log", proc.name));
+    let proc = proc.clone();
+    tokio::task::spawn_blocking(move || {
+        cluster::wait_until(
+            &format!("{} ready", proc.name),
+            Duration::from_secs(90),
+            &[(&proc, log)],
+            || matches!(cluster_proc::http_get(health, "/readyz"), Ok((200, _))),
+        )
+    })
+    .await?
+}
+
+/// The parsed `/metrics` of a local process.
+pub async fn scrape(addr: SocketAddr) -> anyhow::Result<Vec<crate::bench_stats::Sample>> {
+    let (code, body) =
+        tokio::task::spawn_blocking(move || cluster_proc::http_get(addr, "/metrics")).await??;
+    if code != 200 {
+        bail!("GET {addr}/metrics answered {code}");
+    }
+    Ok(crate::bench_stats::parse_samples(&body))
+}
+
+/// Stops a process started by [`spawn`].
+pub async fn stop(proc: Proc) {
+    let _ = tokio::task::spawn_blocking(move || {
+        if proc.state() == State::Running {
+            proc.stop(Duration::from_secs(10));
+        }
+    })
+    .await;
+}

@@ -1,0 +1,303 @@
+//! Convergence (operator vs floor), steady-state writes and operator memory.
+//!
+//! The floor runs first, with no controller at all; its namespaces are deleted (and gone)
+//! before the operator starts, so both phases begin from the same empty cluster.
+
+use crate::bench::{self, Admin, Args, Paths};
+use crate::bench_floor::{self, FloorWritesSnapshot};
+use crate::bench_kube::{Observer, create_engines, create_namespaces, delete_phase};
+use crate::bench_stats::{Memory, Sample, median};
+use crate::cluster::NODES;
+use kube::Client;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Engine creations in flight (the same in both phases).
+const CREATE_PARALLEL: usize = 16;
+const FLOOR: &str = "floor";
+const OPERATOR: &str = "op";
+const WRITES: &str = "lmcache_operator_api_writes_total";
+
+/// Results of the convergence phase.
+#[derive(Clone, Debug, Serialize)]
+pub struct Convergence {
+    pub engines: usize,
+    pub namespaces: usize,
+    pub concurrency: u16,
+    pub instances_per_engine: i64,
+    pub floor: Timing,
+    pub operator: Timing,
+    /// operator.total_s / floor.total_s.
+    pub ratio: f64,
+    pub floor_writes: FloorWritesSnapshot,
+    /// The operator's writes while converging, by `verb resource`.
+    pub operator_writes: BTreeMap<String, f64>,
+    pub steady: Steady,
+    pub memory: OperatorMemory,
+}
+
+/// How long one phase took.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Timing {
+    /// From the first engine create to the last engine converged.
+    pub total_s: f64,
+    /// Median time to converge, per engine.
+    pub median_engine_s: f64,
+    /// Time to create all engines (the same client in both phases).
+    pub create_s: f64,
+}
+
+impl Timing {
+    fn from(times: &[f64], create_s: f64) -> Self {
+        Self {
+            total_s: times.last().copied().unwrap_or(0.0),
+            median_engine_s: median(times),
+            create_s,
+        }
+    }
+}
+
+/// The operator's writes in the window after convergence.
+#[derive(Clone, Debug, Serialize)]
+pub struct Steady {
+    pub seconds: u64,
+    pub writes: f64,
+    pub by_resource: BTreeMap<String, f64>,
+}
+
+/// Operator memory.
+#[derive(Clone, Debug, Serialize)]
+pub struct OperatorMemory {
+    /// Ready, no engines.
+    pub idle: Memory,
+    /// After convergence of `--engines`.
+    pub converged: Memory,
+    /// With `engines` engines (`--memory-engines`), of which `converged` reported Running.
+    pub scaled: Option<Scaled>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Scaled {
+    pub engines: usize,
+    pub converged: usize,
+    pub seconds: f64,
+    pub memory: Memory,
+}
+
+pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<Convergence> {
+    let instances = NODES.iter().filter(|(_, gpu)| *gpu).count() as i64;
+    let timeout = Duration::from_secs(args.timeout);
+    let (n, m) = (args.engines, args.namespaces);
+    let concurrency = usize::from(args.concurrency);
+    for phase in [FLOOR, OPERATOR] {
+        delete_phase(client, phase, Some(timeout)).await?;
+    }
+
+    // Floor: the least work that makes every engine report Running.
+    create_namespaces(client, FLOOR, m).await?;
+    let mut observer = Observer::start(client, FLOOR, instances).await?;
+    eprintln!("[bench] floor: applying {n} engines in {m} namespaces");
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let zero = Instant::now();
+    let floor = tokio::spawn(bench_floor::run(
+        client.clone(),
+        rx,
+        n,
+        concurrency,
+        "bench-floor-",
+    ));
+    create_engines(client, FLOOR, 0..n, m, CREATE_PARALLEL, Some(tx)).await?;
+    let create_s = zero.elapsed().as_secs_f64();
+    let times = observer.wait(n, zero, timeout).await;
+    let floor_writes = match times {
+        Ok(_) => floor.await??,
+        Err(_) => {
+            floor.abort();
+            FloorWritesSnapshot::default()
+        }
+    };
+    let floor_timing = Timing::from(&times?, create_s);
+    drop(observer);
+    eprintln!("[bench] floor converged in {:.1}s", floor_timing.total_s);
+    delete_phase(client, FLOOR, Some(timeout)).await?;
+
+    // Operator.
+    let admin = Admin::new()?;
+    let operator = bench::spawn(
+        paths,
+        "lmcache-operator",
+        "lmcache-operator",
+        &[
+            "run".to_string(),
+            format!("--metrics-bind-address={}", admin.metrics),
+            format!("--health-probe-bind-address={}", admin.health),
+            format!("--max-concurrent-reconciles={}", args.concurrency),
+        ],
+    )?;
+    let result = with_operator(client, args, paths, &admin, &operator, instances).await;
+    bench::stop(operator).await;
+    let (operator_timing, operator_writes, steady, memory) = result?;
+    let ratio = if floor_timing.total_s > 0.0 {
+        operator_timing.total_s / floor_timing.total_s
+    } else {
+        0.0
+    };
+    Ok(Convergence {
+        engines: n,
+        namespaces: m,
+        concurrency: args.concurrency,
+        instances_per_engine: instances,
+        floor: floor_timing,
+        operator: operator_timing,
+        ratio,
+        floor_writes,
+        operator_writes,
+        steady,
+        memory,
+    })
+}
+
+async fn with_operator(
+    client: &Client,
+    args: &Args,
+    paths: &Paths,
+    admin: &Admin,
+    proc: &crate::cluster_proc::Proc,
+    instances: i64,
+) -> anyhow::Result<(Timing, BTreeMap<String, f64>, Steady, OperatorMemory)> {
+    let timeout = Duration::from_secs(args.timeout);
+    let (n, m) = (args.engines, args.namespaces);
+    let pid = proc.pid;
+    bench::wait_ready(paths, proc, admin.health).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = memory(pid)?;
+
+    create_namespaces(client, OPERATOR, m).await?;
+    let mut observer = Observer::start(client, OPERATOR, instances).await?;
+    eprintln!("[bench] operator: applying {n} engines in {m} namespaces");
+    let before = bench::scrape(admin.metrics).await?;
+    let zero = Instant::now();
+    create_engines(client, OPERATOR, 0..n, m, CREATE_PARALLEL, None).await?;
+    let create_s = zero.elapsed().as_secs_f64();
+    let times = observer.wait(n, zero, timeout).await?;
+    let converged_at = bench::scrape(admin.metrics).await?;
+    let timing = Timing::from(&times, create_s);
+    eprintln!("[bench] operator converged in {:.1}s", timing.total_s);
+    let writes = writes_between(&before, &converged_at);
+
+    eprintln!(
+        "[bench] steady state: counting writes for {}s",
+        args.steady_seconds
+    );
+    tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
+    let steady_end = bench::scrape(admin.metrics).await?;
+    let by_resource = writes_between(&converged_at, &steady_end);
+    let steady = Steady {
+        seconds: args.steady_seconds,
+        writes: by_resource.values().sum(),
+        by_resource,
+    };
+    let converged = memory(pid)?;
+
+    let scaled = if args.memory_engines > n {
+        let total = args.memory_engines;
+        eprintln!("[bench] memory: scaling to {total} engines");
+        let zero = Instant::now();
+        create_engines(client, OPERATOR, n..total, m, CREATE_PARALLEL, None).await?;
+        let reached = match observer.wait(total, zero, timeout).await {
+            Ok(_) => total,
+            Err(e) => {
+                eprintln!("[bench] WARNING: {e:#}; measuring memory anyway");
+                observer.converged()
+            }
+        };
+        let seconds = zero.elapsed().as_secs_f64();
+        // Let the last status writes and cache updates settle.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Some(Scaled {
+            engines: total,
+            converged: reached,
+            seconds,
+            memory: memory(pid)?,
+        })
+    } else {
+        None
+    };
+    drop(observer);
+    delete_phase(client, OPERATOR, Some(timeout)).await?;
+    Ok((
+        timing,
+        writes,
+        steady,
+        OperatorMemory {
+            idle,
+            converged,
+            scaled,
+        },
+    ))
+}
+
+fn memory(pid: u32) -> anyhow::Result<Memory> {
+    Memory::of(pid).ok_or_else(|| anyhow::anyhow!("cannot read /proc/{pid}/status"))
+}
+
+/// Increase of the operator's write counter per `verb resource` between two scrapes.
+pub fn writes_between(before: &[Sample], after: &[Sample]) -> BTreeMap<String, f64> {
+    let tally = |samples: &[Sample]| {
+        let mut out = BTreeMap::new();
+        for s in samples.iter().filter(|s| s.name == WRITES) {
+            let other: Vec<&str> = s
+                .labels
+                .iter()
+                .filter(|(k, _)| k != "verb")
+                .map(|(_, v)| v.as_str())
+                .collect();
+            let key = format!("{} {}", s.label("verb").unwrap_or("?"), other.join(","));
+            *out.entry(key).or_insert(0.0) += s.value;
+        }
+        out
+    };
+    let earlier = tally(before);
+    tally(after)
+        .into_iter()
+        .map(|(k, v)| {
+            let d = v - earlier.get(&k).copied().unwrap_or(0.0);
+            (k, d)
+        })
+        .filter(|(_, d)| *d > 0.0)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench_stats::parse_samples;
+
+    #[test]
+    fn write_deltas_by_verb_and_resource() {
+        let before = parse_samples(
+            "lmcache_operator_api_writes_total{verb=\"PATCH\",resource=\"daemonsets\"} 10\n\
+             lmcache_operator_api_writes_total{verb=\"POST\",resource=\"events\"} 5\n",
+        );
+        let after = parse_samples(
+            "lmcache_operator_api_writes_total{verb=\"PATCH\",resource=\"daemonsets\"} 12\n\
+             lmcache_operator_api_writes_total{verb=\"POST\",resource=\"events\"} 5\n\
+             lmcache_operator_api_writes_total{verb=\"PATCH\",resource=\"lmcacheengines/status\"} 3\n\
+             lmcache_operator_reconcile_total{kind=\"LMCacheEngine\",result=\"success\"} 99\n",
+        );
+        let d = writes_between(&before, &after);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d["PATCH daemonsets"], 2.0);
+        assert_eq!(d["PATCH lmcacheengines/status"], 3.0);
+        assert!(writes_between(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn timing_takes_the_last_and_median_engine() {
+        let t = Timing::from(&[1.0, 2.0, 4.0], 0.5);
+        assert_eq!(t.total_s, 4.0);
+        assert_eq!(t.median_engine_s, 2.0);
+        assert_eq!(t.create_s, 0.5);
+    }
+}

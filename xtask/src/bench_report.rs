@@ -1,0 +1,392 @@
+//! The bench report: `target/bench/report.json` (everything measured) and `report.md` (the
+//! tables, also printed), with the issue's targets checked.
+
+use crate::bench::Args;
+use crate::bench_converge::Convergence;
+use crate::bench_webhook::WebhookBench;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Targets of issue 8 (goals, not assertions).
+pub const TARGET_RATIO: f64 = 1.25;
+pub const TARGET_HANDLER_P99_MS: f64 = 1.0;
+pub const TARGET_HANDLER_RATE: u32 = 500;
+/// 40 MB in MiB.
+pub const TARGET_OPERATOR_RSS_MIB: f64 = 40.0e6 / 1_048_576.0;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub engines: usize,
+    pub namespaces: usize,
+    pub memory_engines: usize,
+    pub convergence: Option<Convergence>,
+    pub webhook: Option<WebhookBench>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cpus: usize,
+    /// 1-minute load average when the bench started (other work on the shared cores).
+    pub load_at_start: f64,
+    pub commit: String,
+}
+
+impl Machine {
+    fn detect() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default();
+        let load_at_start = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))
+            .unwrap_or(0.0);
+        let commit = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(crate::util::root())
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        Self {
+            cpu,
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load_at_start,
+            commit,
+        }
+    }
+}
+
+impl Report {
+    pub fn new(args: &Args) -> Self {
+        Self {
+            machine: Machine::detect(),
+            engines: args.engines,
+            namespaces: args.namespaces,
+            memory_engines: args.memory_engines,
+            convergence: None,
+            webhook: None,
+        }
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            md,
+            "# Bench report\n\ncommit {}, {} × {}, load average {:.2} at start\n",
+            m.commit, m.cpus, m.cpu, m.load_at_start
+        );
+        if let Some(c) = &self.convergence {
+            convergence_md(&mut md, c);
+        }
+        if let Some(w) = &self.webhook {
+            webhook_md(&mut md, w);
+        }
+        targets_md(&mut md, self);
+        md
+    }
+}
+
+fn convergence_md(md: &mut String, c: &Convergence) {
+    let _ = writeln!(
+        md,
+        "## Convergence\n\n{} engines in {} namespaces ({} pods each), concurrency {}\n",
+        c.engines, c.namespaces, c.instances_per_engine, c.concurrency
+    );
+    let _ = writeln!(
+        md,
+        "| | all Running (s) | median engine (s) | creates done (s) | writes |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let floor_writes = c.floor_writes.child_applies + c.floor_writes.status_writes;
+    let operator_writes: f64 = c.operator_writes.values().sum();
+    let _ = writeln!(
+        md,
+        "| floor | {:.1} | {:.1} | {:.1} | {floor_writes} |",
+        c.floor.total_s, c.floor.median_engine_s, c.floor.create_s
+    );
+    let _ = writeln!(
+        md,
+        "| operator | {:.1} | {:.1} | {:.1} | {operator_writes:.0} |",
+        c.operator.total_s, c.operator.median_engine_s, c.operator.create_s
+    );
+    let _ = writeln!(md, "| **operator / floor** | **{:.2}** | | | |\n", c.ratio);
+    if !c.operator_writes.is_empty() {
+        let list: Vec<String> = c
+            .operator_writes
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:.0}"))
+            .collect();
+        let _ = writeln!(md, "Operator writes while converging: {}\n", list.join(", "));
+    }
+    let _ = writeln!(
+        md,
+        "## Steady state\n\n{:.0} operator writes in the {} s after convergence{}\n",
+        c.steady.writes,
+        c.steady.seconds,
+        if c.steady.by_resource.is_empty() {
+            String::new()
+        } else {
+            format!(" ({:?})", c.steady.by_resource)
+        }
+    );
+    let _ = writeln!(
+        md,
+        "## Operator memory\n\n| state | RSS (MiB) | peak (MiB) |\n|---|---:|---:|"
+    );
+    let mem = &c.memory;
+    let _ = writeln!(
+        md,
+        "| idle | {:.1} | {:.1} |",
+        mem.idle.rss_mib, mem.idle.peak_mib
+    );
+    let _ = writeln!(
+        md,
+        "| {} engines | {:.1} | {:.1} |",
+        c.engines, mem.converged.rss_mib, mem.converged.peak_mib
+    );
+    if let Some(s) = &mem.scaled {
+        let _ = writeln!(
+            md,
+            "| {} engines ({} Running after {:.0} s) | {:.1} | {:.1} |",
+            s.engines, s.converged, s.seconds, s.memory.rss_mib, s.memory.peak_mib
+        );
+    }
+    md.push('\n');
+}
+
+fn webhook_md(md: &mut String, w: &WebhookBench) {
+    let _ = writeln!(
+        md,
+        "## Webhook\n\n{} s per rate, one HTTP/2 TLS connection, injected reviews; latency in ms\n",
+        w.step_seconds
+    );
+    let _ = writeln!(
+        md,
+        "| rate/s | achieved/s | handler p50 | p95 | p99 | e2e p50 | p95 | p99 | floor e2e p50 | p99 | e2e ratio p50 | p99 | failed |"
+    );
+    let _ = writeln!(
+        md,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for s in &w.steps {
+        let h = s.webhook.in_handler;
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {} |",
+            s.rate,
+            s.webhook.achieved_per_s,
+            f(h.map(|h| h.p50_ms)),
+            f(h.map(|h| h.p95_ms)),
+            f(h.map(|h| h.p99_ms)),
+            s.webhook.end_to_end.p50_ms,
+            s.webhook.end_to_end.p95_ms,
+            s.webhook.end_to_end.p99_ms,
+            s.floor.end_to_end.p50_ms,
+            s.floor.end_to_end.p99_ms,
+            s.ratio_p50,
+            s.ratio_p99,
+            s.webhook.failed + s.floor.failed,
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n| process | idle RSS (MiB) | max RSS under load (MiB) |\n|---|---:|---:|\n| webhook | {:.1} | {:.1} |\n| floor server | {:.1} | {:.1} |\n",
+        w.webhook_idle.rss_mib, w.webhook_loaded_rss_mib, w.floor_idle.rss_mib, w.floor_loaded_rss_mib
+    );
+}
+
+/// One line per target: met, missed, or not measured.
+pub fn targets(report: &Report) -> Vec<(String, Option<bool>)> {
+    let c = report.convergence.as_ref();
+    let handler_p99 = report.webhook.as_ref().and_then(|w| {
+        w.steps
+            .iter()
+            .find(|s| s.rate == TARGET_HANDLER_RATE)
+            .and_then(|s| s.webhook.in_handler)
+            .map(|h| h.p99_ms)
+    });
+    let scaled = c.and_then(|c| c.memory.scaled.as_ref());
+    vec![
+        (
+            format!(
+                "convergence ≤ {TARGET_RATIO} × floor: {}",
+                c.map_or("-".into(), |c| format!("{:.2}", c.ratio))
+            ),
+            c.map(|c| c.ratio <= TARGET_RATIO),
+        ),
+        (
+            format!(
+                "0 steady-state writes: {}",
+                c.map_or("-".into(), |c| format!("{:.0}", c.steady.writes))
+            ),
+            c.map(|c| c.steady.writes == 0.0),
+        ),
+        (
+            format!(
+                "webhook in-handler p99 ≤ {TARGET_HANDLER_P99_MS} ms at {TARGET_HANDLER_RATE}/s: {}",
+                handler_p99.map_or("-".into(), |v| format!("{v:.3} ms"))
+            ),
+            handler_p99.map(|v| v <= TARGET_HANDLER_P99_MS),
+        ),
+        (
+            format!(
+                "operator RSS ≤ 40 MB ({TARGET_OPERATOR_RSS_MIB:.1} MiB) with {} engines: {}",
+                report.memory_engines,
+                scaled.map_or("-".into(), |s| format!("{:.1} MiB", s.memory.rss_mib))
+            ),
+            scaled.map(|s| s.memory.rss_mib <= TARGET_OPERATOR_RSS_MIB),
+        ),
+    ]
+}
+
+fn targets_md(md: &mut String, report: &Report) {
+    let _ = writeln!(md, "## Targets\n");
+    for (line, met) in targets(report) {
+        let mark = match met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not measured",
+        };
+        let _ = writeln!(md, "- {line} — {mark}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench_converge::{OperatorMemory, Scaled, Steady, Timing};
+    use crate::bench_stats::{Memory, Quantiles};
+    use crate::bench_webhook::{HandlerLatency, Side, Step};
+    use clap::Parser;
+    use std::collections::BTreeMap;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(extra);
+        Wrapper::parse_from(all).args
+    }
+
+    fn side(p99: f64, handler_p99: Option<f64>) -> Side {
+        Side {
+            sent: 10,
+            ok: 10,
+            failed: 0,
+            achieved_per_s: 500.0,
+            end_to_end: Quantiles {
+                p50_ms: p99 / 2.0,
+                p95_ms: p99,
+                p99_ms: p99,
+                max_ms: p99,
+            },
+            in_handler: handler_p99.map(|p99_ms| HandlerLatency {
+                p50_ms: 0.1,
+                p95_ms: 0.2,
+                p99_ms,
+                mean_ms: 0.1,
+            }),
+            injected: Some(10.0),
+            max_rss_mib: 12.0,
+        }
+    }
+
+    #[test]
+    fn flags_default_to_the_issue() {
+        let a = args(&[]);
+        assert_eq!((a.engines, a.namespaces, a.memory_engines), (300, 30, 1000));
+        assert_eq!(a.rates, [100, 500, 1000]);
+        assert_eq!(a.steady_seconds, 60);
+        assert_eq!(a.concurrency, 4);
+        let a = args(&["--engines=50", "--rates=10,20", "--skip-webhook"]);
+        assert_eq!(a.engines, 50);
+        assert_eq!(a.rates, [10, 20]);
+        assert!(a.skip_webhook && !a.skip_convergence);
+    }
+
+    #[test]
+    fn targets_are_judged_and_rendered() {
+        let mut report = Report::new(&args(&[]));
+        assert!(targets(&report).iter().all(|(_, met)| met.is_none()));
+        let mem = |rss_mib| Memory {
+            rss_mib,
+            peak_mib: rss_mib,
+        };
+        report.convergence = Some(Convergence {
+            engines: 300,
+            namespaces: 30,
+            concurrency: 4,
+            instances_per_engine: 3,
+            floor: Timing {
+                total_s: 100.0,
+                median_engine_s: 50.0,
+                create_s: 5.0,
+            },
+            operator: Timing {
+                total_s: 110.0,
+                median_engine_s: 55.0,
+                create_s: 5.0,
+            },
+            ratio: 1.1,
+            floor_writes: Default::default(),
+            operator_writes: BTreeMap::from([("PATCH daemonsets".to_string(), 300.0)]),
+            steady: Steady {
+                seconds: 60,
+                writes: 2.0,
+                by_resource: BTreeMap::from([("PATCH lmcacheengines/status".to_string(), 2.0)]),
+            },
+            memory: OperatorMemory {
+                idle: mem(10.0),
+                converged: mem(20.0),
+                scaled: Some(Scaled {
+                    engines: 1000,
+                    converged: 1000,
+                    seconds: 200.0,
+                    memory: mem(45.0),
+                }),
+            },
+        });
+        report.webhook = Some(WebhookBench {
+            step_seconds: 15,
+            steps: vec![Step {
+                rate: 500,
+                webhook: side(1.0, Some(0.4)),
+                floor: side(0.5, None),
+                ratio_p50: 2.0,
+                ratio_p99: 2.0,
+            }],
+            webhook_idle: mem(8.0),
+            webhook_loaded_rss_mib: 12.0,
+            floor_idle: mem(5.0),
+            floor_loaded_rss_mib: 6.0,
+        });
+        let met: Vec<Option<bool>> = targets(&report).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(met, [Some(true), Some(false), Some(true), Some(false)]);
+        let md = report.to_markdown();
+        assert!(md.contains("| **operator / floor** | **1.10** |"), "{md}");
+        assert!(md.contains("| 500 | 500 | 0.100 | 0.200 | 0.400 |"), "{md}");
+        assert!(md.contains("0 steady-state writes: 2 — MISSED"), "{md}");
+        assert!(
+            md.contains("| 1000 engines (1000 Running after 200 s) | 45.0 | 45.0 |"),
+            "{md}"
+        );
+        let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["convergence"]["ratio"], 1.1);
+        assert_eq!(
+            json["webhook"]["steps"][0]["webhook"]["in_handler"]["p99_ms"],
+            0.4
+        );
+    }
+}
