@@ -23,6 +23,8 @@ pub mod crd;
 pub mod json;
 mod kubectl;
 mod namespace;
+pub mod objects;
+pub mod scrape;
 pub mod settings;
 pub mod wait;
 
