@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::future::Future;
 
+/// The label on every namespace the harness creates.
+pub use crate::namespace::E2E_LABEL as E2E_NAMESPACE_LABEL;
+
 /// The kinds the operator tests read or write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Res {
