@@ -183,6 +183,8 @@ fn start_product(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<Product> 
             "run".to_string(),
             format!("--metrics-bind-address={operator_metrics}"),
             format!("--health-probe-bind-address={operator_health}"),
+            // The ServiceMonitor e2e test installs that CRD mid-run; notice it within seconds.
+            "--servicemonitor-recheck=3s".to_string(),
         ],
         &proc_env,
         &layout.logs(),
