@@ -36,7 +36,7 @@ pub fn run(skip_build: bool) -> anyhow::Result<Vec<Built>> {
     let epoch = source_date_epoch();
     let mut built = Vec::new();
     for name in IMAGES {
-        let binary = root().join("target/release").join(name);
+        let binary = binary_path(name);
         let archive = out.join(format!("{name}.tar"));
         let digest = write_image(name, &binary, &archive, epoch)?;
         let size = std::fs::metadata(&archive)?.len();
@@ -55,24 +55,29 @@ pub fn run(skip_build: bool) -> anyhow::Result<Vec<Built>> {
     Ok(built)
 }
 
-/// Static glibc binaries: `+crt-static` on the host target (no other target can be installed here).
+/// Static glibc binaries: `+crt-static` on the host target (no other target can be installed
+/// here). An explicit `--target` keeps the flag off build scripts and proc-macros, which must stay
+/// dynamic, and puts the binaries in their own directory.
 fn build_static() -> anyhow::Result<()> {
     let flags = "-C target-feature=+crt-static --remap-path-prefix=/root/.cargo=/cargo";
-    run_env(
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "lmcache-operator",
-            "-p",
-            "lmcache-webhook",
-            "--target-dir",
-            "target",
-        ],
-        &[("RUSTFLAGS", flags)],
-    )
+    let args = [
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "lmcache-operator",
+        "-p",
+        "lmcache-webhook",
+        "--target",
+        HOST_TARGET,
+    ];
+    run_env("cargo", &args, &[("RUSTFLAGS", flags)])
+}
+
+const HOST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+fn binary_path(name: &str) -> PathBuf {
+    root().join("target").join(HOST_TARGET).join("release").join(name)
 }
 
 fn source_date_epoch() -> u64 {
@@ -294,7 +299,7 @@ pub fn verify(built: &[Built]) -> anyhow::Result<()> {
         let again = scratch.join(format!("{}-again.tar", image.name));
         let digest = write_image(
             &image.name,
-            &root().join("target/release").join(&image.name),
+            &binary_path(&image.name),
             &again,
             source_date_epoch(),
         )?;
