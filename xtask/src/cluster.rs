@@ -60,8 +60,21 @@ impl Layout {
             dir: root().join("target/cluster"),
         }
     }
+    /// The admin kubeconfig (control plane, kubectl, tests).
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join("kubeconfig")
+    }
+    /// The kubeconfig of identity `short` (`operator`, `webhook`; see `cluster_pki::USERS`).
+    pub fn kubeconfig_for(&self, short: &str) -> PathBuf {
+        if short == "admin" {
+            self.kubeconfig()
+        } else {
+            self.dir.join(format!("kubeconfig-{short}"))
+        }
+    }
+    /// Metadata-level audit log of the operator's and the webhook's requests.
+    pub fn audit_log(&self) -> PathBuf {
+        self.logs().join("audit.log")
     }
     pub fn logs(&self) -> PathBuf {
         self.dir.join("logs")
@@ -279,7 +292,16 @@ pub fn wait_until(
 fn health(layout: &Layout) -> anyhow::Result<(Vec<Proc>, bool)> {
     let procs = cluster_proc::read_pids(&layout.pids())?;
     let all_running = !procs.is_empty() && procs.iter().all(|p| p.state() == State::Running);
-    let healthy = all_running && Kubectl::new(layout).readyz();
+    // A cluster started by an older xtask may lack files this one relies on: restart it then.
+    let complete = cluster_pki::USERS
+        .iter()
+        .map(|(short, _)| layout.kubeconfig_for(short))
+        .chain([layout.env_file()])
+        .all(|path| path.exists());
+    if all_running && !complete {
+        eprintln!("[cluster] the running cluster lacks files of this xtask version");
+    }
+    let healthy = all_running && complete && Kubectl::new(layout).readyz();
     Ok((procs, healthy))
 }
 
@@ -335,7 +357,12 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
     let pki = cluster_pki::write_cluster_pki(&layout.pki())?;
     let ports = cluster_proc::free_ports(3)?;
     let (etcd_port, peer_port, api_port) = (ports[0], ports[1], ports[2]);
-    cluster_pki::write(&layout.kubeconfig(), &cluster_pki::kubeconfig(api_port, &pki))?;
+    for (short, _) in cluster_pki::USERS {
+        let config = cluster_pki::kubeconfig(api_port, &pki, short);
+        cluster_pki::write(&layout.kubeconfig_for(short), &config)?;
+    }
+    let audit_policy = layout.pki().join("audit-policy.yaml");
+    cluster_pki::write(&audit_policy, AUDIT_POLICY)?;
     let logs = layout.logs();
     let pids = layout.pids();
     let log = |name: &str| logs.join(format!("{name}.log"));
@@ -364,7 +391,16 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
     let apiserver = cluster_proc::spawn(
         "kube-apiserver",
         &bins.apiserver,
-        &apiserver_args(&pki, etcd_port, api_port),
+        &[
+            apiserver_args(&pki, etcd_port, api_port),
+            strings(&[
+                &format!("--audit-policy-file={}", audit_policy.display()),
+                &format!("--audit-log-path={}", layout.audit_log().display()),
+                "--audit-log-maxsize=200",
+                "--audit-log-maxbackup=1",
+            ]),
+        ]
+        .concat(),
         &[],
         &logs,
         &pids,
@@ -476,6 +512,17 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Audits only the product's identities (Metadata level, one event per request), so tests can
+/// count the requests the operator or the webhook sends (e.g. behaviour F101).
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    users: [lmcache-e2e-operator, lmcache-e2e-webhook]
+  - level: None
+";
+
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
@@ -586,9 +633,10 @@ fn nodes_ready(kubectl: &Kubectl, nodes: &[&str]) -> bool {
 /// `e2e.env`: what the e2e harness needs to find the cluster without the user's KUBECONFIG.
 fn write_env_file(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
     let content = format!(
-        "LMCACHE_E2E_KUBECONFIG={}\nLMCACHE_E2E_KUBECTL={}\n",
+        "LMCACHE_E2E_KUBECONFIG={}\nLMCACHE_E2E_KUBECTL={}\nLMCACHE_E2E_AUDIT_LOG={}\n",
         layout.kubeconfig().display(),
-        bins.kubectl.display()
+        bins.kubectl.display(),
+        layout.audit_log().display()
     );
     cluster_pki::write(&layout.env_file(), &content)
 }

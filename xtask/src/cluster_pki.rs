@@ -1,8 +1,9 @@
 //! Fresh PKI for each `cluster up` (rcgen, ECDSA P-256) and the admin kubeconfig.
 //!
-//! One CA signs the apiserver serving cert (SANs 127.0.0.1 and localhost) and the admin client
-//! cert (O=system:masters, so RBAC is bypassed); a separate key pair signs ServiceAccount tokens,
-//! so tokens for RBAC tests can be minted with the TokenRequest API.
+//! One CA signs the apiserver serving cert (SANs 127.0.0.1 and localhost) and one client cert per
+//! identity in [`USERS`] (all O=system:masters, so RBAC is bypassed; separate user names keep the
+//! operator's and the webhook's requests apart in the audit log); a separate key pair signs
+//! ServiceAccount tokens, so tokens for RBAC tests can be minted with the TokenRequest API.
 
 use anyhow::Context;
 use rcgen::{
@@ -11,13 +12,20 @@ use rcgen::{
 };
 use std::path::{Path, PathBuf};
 
+/// Client identities as (short name, user name): `admin` for the control plane and tests, and
+/// one each for the operator and the webhook processes of `cargo xtask e2e`.
+pub const USERS: [(&str, &str); 3] = [
+    ("admin", "lmcache-e2e-admin"),
+    ("operator", "lmcache-e2e-operator"),
+    ("webhook", "lmcache-e2e-webhook"),
+];
+
 /// Paths of the files `write_cluster_pki` creates.
 pub struct ClusterPki {
+    dir: PathBuf,
     pub ca_crt: PathBuf,
     pub apiserver_crt: PathBuf,
     pub apiserver_key: PathBuf,
-    pub admin_crt: PathBuf,
-    pub admin_key: PathBuf,
     pub sa_pub: PathBuf,
     pub sa_key: PathBuf,
 }
@@ -25,14 +33,21 @@ pub struct ClusterPki {
 impl ClusterPki {
     pub fn in_dir(dir: &Path) -> Self {
         Self {
+            dir: dir.to_path_buf(),
             ca_crt: dir.join("ca.crt"),
             apiserver_crt: dir.join("apiserver.crt"),
             apiserver_key: dir.join("apiserver.key"),
-            admin_crt: dir.join("admin.crt"),
-            admin_key: dir.join("admin.key"),
             sa_pub: dir.join("sa.pub"),
             sa_key: dir.join("sa.key"),
         }
+    }
+
+    /// Client certificate and key of the identity `short` (see [`USERS`]).
+    pub fn client(&self, short: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{short}.crt")),
+            self.dir.join(format!("{short}.key")),
+        )
     }
 }
 
@@ -94,25 +109,30 @@ pub fn write_cluster_pki(dir: &Path) -> anyhow::Result<ClusterPki> {
     let files = ClusterPki::in_dir(dir);
     let ca = Ca::new("lmcache-e2e-ca")?;
     let (apiserver_crt, apiserver_key) = ca.serving("kube-apiserver")?;
-    let (admin_crt, admin_key) = ca.client("lmcache-e2e-admin", &["system:masters"])?;
     let sa = KeyPair::generate()?;
     write(&files.ca_crt, &ca.pem())?;
     write(&files.apiserver_crt, &apiserver_crt)?;
     write(&files.apiserver_key, &apiserver_key)?;
-    write(&files.admin_crt, &admin_crt)?;
-    write(&files.admin_key, &admin_key)?;
+    for (short, user) in USERS {
+        let (crt, key) = ca.client(user, &["system:masters"])?;
+        let (crt_path, key_path) = files.client(short);
+        write(&crt_path, &crt)?;
+        write(&key_path, &key)?;
+    }
     write(&files.sa_pub, &sa.public_key_pem())?;
     write(&files.sa_key, &sa.serialize_pem())?;
     Ok(files)
 }
 
-/// A kubeconfig for `https://127.0.0.1:<port>` referring to the PKI files by absolute path.
-pub fn kubeconfig(port: u16, pki: &ClusterPki) -> String {
+/// A kubeconfig for `https://127.0.0.1:<port>` as identity `short`, referring to the PKI files
+/// by absolute path.
+pub fn kubeconfig(port: u16, pki: &ClusterPki, short: &str) -> String {
+    let (crt, key) = pki.client(short);
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: lmcache-e2e\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {}\nusers:\n- name: admin\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: lmcache-e2e\n  context:\n    cluster: lmcache-e2e\n    user: admin\ncurrent-context: lmcache-e2e\n",
         pki.ca_crt.display(),
-        pki.admin_crt.display(),
-        pki.admin_key.display()
+        crt.display(),
+        key.display()
     )
 }
 
@@ -165,7 +185,7 @@ mod tests {
     fn pki_files_are_pem_and_kubeconfig_points_at_loopback() {
         let dir = std::env::temp_dir().join(format!("xtask-pki-{}", std::process::id()));
         let pki = write_cluster_pki(&dir).unwrap();
-        for path in [&pki.ca_crt, &pki.apiserver_crt, &pki.admin_crt] {
+        for path in [&pki.ca_crt, &pki.apiserver_crt, &pki.client("webhook").0] {
             assert!(
                 std::fs::read_to_string(path)
                     .unwrap()
@@ -182,8 +202,9 @@ mod tests {
                 .unwrap()
                 .starts_with("-----BEGIN PRIVATE KEY-----")
         );
-        let config = kubeconfig(6443, &pki);
+        let config = kubeconfig(6443, &pki, "operator");
         assert!(config.contains("server: https://127.0.0.1:6443\n"), "{config}");
+        assert!(config.contains("/operator.crt\n"), "{config}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

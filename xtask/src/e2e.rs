@@ -81,6 +81,7 @@ fn suite(layout: &Layout, args: &Args) -> anyhow::Result<()> {
         ("LMCACHE_E2E_KUBECTL", kubectl.bin.display().to_string()),
         ("LMCACHE_E2E_OPERATOR_NAMESPACE", SYSTEM_NAMESPACE.to_string()),
         ("LMCACHE_E2E_LOGS", layout.logs().display().to_string()),
+        ("LMCACHE_E2E_AUDIT_LOG", layout.audit_log().display().to_string()),
     ];
     env.extend(product.env);
     // `--tests`: every suite is an integration test; skipping doctests saves a rustdoc build.
@@ -145,12 +146,14 @@ fn start_product(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<Product> 
     let addr = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let (webhook_port, webhook_metrics, webhook_health) = (ports[0], addr(ports[1]), addr(ports[2]));
     let (operator_metrics, operator_health) = (addr(ports[3]), addr(ports[4]));
-    let kubeconfig = layout.kubeconfig().display().to_string();
-    let proc_env = [
-        ("KUBECONFIG", kubeconfig),
-        ("POD_NAMESPACE", SYSTEM_NAMESPACE.to_string()),
-        ("RUST_LOG", "info".to_string()),
-    ];
+    // Each process has its own identity, so the audit log tells their requests apart.
+    let proc_env = |short: &str| {
+        [
+            ("KUBECONFIG", layout.kubeconfig_for(short).display().to_string()),
+            ("POD_NAMESPACE", SYSTEM_NAMESPACE.to_string()),
+            ("RUST_LOG", "info".to_string()),
+        ]
+    };
     let bin = target_dir().join("debug");
     let mut env = Vec::new();
 
@@ -171,7 +174,7 @@ fn start_product(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<Product> 
             format!("--metrics-bind-address={webhook_metrics}"),
             format!("--health-probe-bind-address={webhook_health}"),
         ],
-        &proc_env,
+        &proc_env("webhook"),
         &layout.logs(),
         &layout.e2e_pids(),
         false,
@@ -186,7 +189,7 @@ fn start_product(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<Product> 
             // The ServiceMonitor e2e test installs that CRD mid-run; notice it within seconds.
             "--servicemonitor-recheck=3s".to_string(),
         ],
-        &proc_env,
+        &proc_env("operator"),
         &layout.logs(),
         &layout.e2e_pids(),
         false,

@@ -16,8 +16,10 @@
 //! - [`TempNamespace`]: a uniquely named namespace (Pod Security `privileged`), deleted on drop.
 //! - [`wait::until`]: polling with a deadline and the last observation in the error.
 //! - [`crd::check_cases`]: table-driven `kubectl apply` checks of the CRD schemas.
+//! - [`audit::AuditLog`]: the API requests the operator or the webhook sent, by identity.
 //! - [`json::assert_contains`]: subset comparison of JSON values with the differing path.
 
+pub mod audit;
 mod cluster;
 pub mod crd;
 pub mod json;

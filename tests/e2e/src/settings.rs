@@ -18,6 +18,11 @@ pub fn kubectl() -> anyhow::Result<PathBuf> {
     required("LMCACHE_E2E_KUBECTL").map(PathBuf::from)
 }
 
+/// The API server's audit log (requests of the operator and webhook identities only).
+pub fn audit_log() -> anyhow::Result<PathBuf> {
+    required("LMCACHE_E2E_AUDIT_LOG").map(PathBuf::from)
+}
+
 /// The namespace the operator runs in (its leader Lease; excluded from the webhook).
 pub fn operator_namespace() -> String {
     lookup("LMCACHE_E2E_OPERATOR_NAMESPACE").unwrap_or_else(|| "lmcache-e2e-system".to_string())

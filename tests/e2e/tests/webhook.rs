@@ -84,3 +84,67 @@ async fn f97_opted_in_pod_in_kube_system_is_not_mutated() -> anyhow::Result<()> 
     assert!(!seen.contains_key(INJECTED), "webhook was called: {seen:?}");
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "needs a cluster: cargo xtask e2e"]
+async fn f101_admission_with_a_synced_cache_sends_no_api_requests() -> anyhow::Result<()> {
+    use lmcache_e2e::audit::{AuditLog, OPERATOR_USER, WEBHOOK_USER, describe};
+    use lmcache_e2e::crd::Kind;
+    use lmcache_e2e::{TIMEOUT, wait};
+
+    settings::webhook_url()?;
+    let cluster = Cluster::connect().await?;
+    let audit = AuditLog::open()?;
+    let namespace = TempNamespace::create(&cluster, "f101").await?;
+    let start = audit.mark()?;
+    cluster
+        .kubectl
+        .apply(
+            namespace.name(),
+            &Kind::BlendEngine.manifest("my-cacheblend", &Kind::BlendEngine.minimal_spec()),
+        )
+        .await?
+        .ok()?;
+    // Positive control: the audit pipeline records the product's identities (the operator
+    // reconciles the new engine), so "no webhook event" below is meaningful.
+    wait::until("operator requests in the audit log", TIMEOUT, || async {
+        Ok((!audit.events_since(start, OPERATOR_USER)?.is_empty()).then_some(()))
+    })
+    .await?;
+
+    // Wait until the webhook's cache has the engine: a pod is injected.
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), namespace.name());
+    let mut n = 0;
+    wait::until("the webhook injects a pod", TIMEOUT, || {
+        n += 1;
+        let pods = pods.clone();
+        let name = format!("warm-{n}");
+        async move {
+            let created = pods
+                .create(&PostParams::default(), &pod(&name, true, "my-cacheblend")?)
+                .await?;
+            Ok((annotations(&created).get(INJECTED).map(String::as_str) == Some("true")).then_some(()))
+        }
+    })
+    .await?;
+
+    let before = audit.mark()?;
+    let created = pods
+        .create(&PostParams::default(), &pod("measured", true, "my-cacheblend")?)
+        .await?;
+    assert_eq!(
+        annotations(&created).get(INJECTED).map(String::as_str),
+        Some("true")
+    );
+    let requests: Vec<String> = audit
+        .events_since(before, WEBHOOK_USER)?
+        .iter()
+        .filter(|e| e["verb"] != "watch")
+        .map(describe)
+        .collect();
+    assert!(
+        requests.is_empty(),
+        "webhook API requests during admission: {requests:?}"
+    );
+    Ok(())
+}
