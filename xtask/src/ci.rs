@@ -1,6 +1,13 @@
 //! `cargo xtask ci`: what CI runs, in order of cost.
 
 use crate::util::{run as sh, run_env};
+use clap::{Args as _, FromArgMatches as _};
+
+/// `cargo xtask e2e` with its defaults (no filter; the cluster is stopped afterwards).
+fn default_e2e_args() -> anyhow::Result<crate::e2e::Args> {
+    let matches = crate::e2e::Args::augment_args(clap::Command::new("e2e")).try_get_matches_from(["e2e"])?;
+    Ok(crate::e2e::Args::from_arg_matches(&matches)?)
+}
 
 pub fn run() -> anyhow::Result<()> {
     sh("cargo", &["fmt", "--all", "--", "--check"])?;
@@ -29,6 +36,11 @@ pub fn run() -> anyhow::Result<()> {
         &["doc", "-p", "lmcache-api", "--no-deps", "--locked"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    // Release binaries as daemonless OCI archives, inspected with skopeo and run.
+    let built = crate::image::run(false)?;
+    crate::image::verify(&built)?;
+    // The end-to-end suite on the local control plane (built and cached on first use).
+    crate::e2e::run(default_e2e_args()?)?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
 }
