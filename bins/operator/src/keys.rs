@@ -1,43 +1,9 @@
 //! Typed identities. Every map, index and queue in the operator is keyed by an [`ObjectKey`]
 //! (kind + namespace + name) or by a [`Uid`] — never by a bare name (multitenancy.md MT-1).
 
-use lmcache_api::constants::{KIND_BLEND_ENGINE, KIND_COORDINATOR, KIND_ENGINE};
 use std::fmt;
 
-/// The three custom resource kinds the operator reconciles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    /// `LMCacheEngine`.
-    Engine,
-    /// `CacheBlendEngine`.
-    BlendEngine,
-    /// `LMCacheCoordinator`.
-    Coordinator,
-}
-
-impl Kind {
-    /// The Kubernetes kind name, also the `kind` metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Engine => KIND_ENGINE,
-            Self::BlendEngine => KIND_BLEND_ENGINE,
-            Self::Coordinator => KIND_COORDINATOR,
-        }
-    }
-
-    /// The kind named `kind`, if it is one of ours.
-    pub fn from_kind_name(kind: &str) -> Option<Self> {
-        [Self::Engine, Self::BlendEngine, Self::Coordinator]
-            .into_iter()
-            .find(|k| k.as_str() == kind)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use lmcache_api::Kind;
 
 /// One custom resource: kind, namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -32,7 +32,10 @@
 //! [`crds`] returns the three CustomResourceDefinitions exactly as `deploy/crds/` holds them.
 
 pub mod constants;
+mod kind;
 pub mod v1alpha1;
+
+pub use kind::Kind;
 
 pub use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

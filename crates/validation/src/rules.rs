@@ -4,27 +4,7 @@ use Kind::{BlendEngine as B, Coordinator as C, Engine as E};
 use Mechanism::{Cel, Enum, ExclusiveMinimum as ExMin, Maximum as Max, MinLength, Minimum as Min};
 use Mechanism::{Pattern, Required, Type};
 
-/// The three kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    /// `LMCacheEngine`.
-    Engine,
-    /// `CacheBlendEngine`.
-    BlendEngine,
-    /// `LMCacheCoordinator`.
-    Coordinator,
-}
-
-impl Kind {
-    /// The Kubernetes kind name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Engine => "LMCacheEngine",
-            Self::BlendEngine => "CacheBlendEngine",
-            Self::Coordinator => "LMCacheCoordinator",
-        }
-    }
-}
+pub use lmcache_api::Kind;
 
 /// The schema keyword that enforces a rule at apply time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
