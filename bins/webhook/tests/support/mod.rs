@@ -232,24 +232,12 @@ pub async fn https(
     }
 }
 
-/// Minimal standard base64 decoder (the response's `patch` is `[]byte`, base64 in JSON).
+/// Decodes the response's `patch` (`[]byte`, base64 in JSON).
 pub fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("bad base64 {c}"),
-    };
-    let bytes: Vec<u8> = text.bytes().filter(|c| *c != b'=').map(value).collect();
-    let mut out = Vec::new();
-    for chunk in bytes.chunks(4) {
-        let n = chunk.iter().fold(0u32, |acc, v| (acc << 6) | u32::from(*v)) << (6 * (4 - chunk.len()));
-        let got = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&got[..chunk.len() - 1]);
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("valid base64")
 }
 
 /// One POST over HTTP/2 (ALPN `h2`), as the API server sends it when the server offers h2.
