@@ -29,6 +29,7 @@ pub mod objects;
 pub mod scrape;
 pub mod settings;
 pub mod wait;
+pub mod webhook_pods;
 
 pub use cluster::Cluster;
 pub use kubectl::{Kubectl, KubectlOutput};
