@@ -3,10 +3,11 @@
 //!
 //! Everything is measured against a floor doing the least possible work on the same machine in
 //! the same run, because the 2 shared cores make absolute figures noisy. The bench re-runs
-//! itself as a release build (a debug load generator or floor client would flatter the product),
-//! holds the cluster lock for its whole run (so `cargo xtask e2e` waits instead of reconciling
-//! the bench's engines or stopping the cluster), uses its own `bench-*` namespaces and ports, and
-//! stops the cluster afterwards only if it started it.
+//! itself as a release build (a debug load generator or floor client would flatter the product)
+//! and by default starts its own control plane in `target/bench/cluster` (same processes and
+//! flags as `cargo xtask cluster`), so an e2e run can neither reconcile the bench's engines nor
+//! restart the cluster mid-measurement; it uses `bench-*` namespaces and its own ports, and
+//! stops the cluster afterwards only if it started it (and not with `--keep`).
 
 use crate::bench_report::Report;
 use crate::cluster::{self, Kubectl, Layout};
@@ -58,6 +59,10 @@ pub struct Args {
     /// Leave the cluster running when the bench started it.
     #[arg(long)]
     pub keep: bool,
+    /// Use the shared cluster of `cargo xtask cluster` (target/cluster) instead of the bench's
+    /// own (target/bench/cluster), which nothing else starts, stops or loads.
+    #[arg(long)]
+    pub shared_cluster: bool,
 }
 
 /// Where the bench keeps its files and finds the release binaries.
@@ -97,7 +102,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return reexec_release();
     }
     let started = Instant::now();
-    let layout = Layout::new();
+    let layout = if args.shared_cluster {
+        Layout::new()
+    } else {
+        Layout {
+            dir: target_dir().join("bench/cluster"),
+        }
+    };
     let _lock = layout.lock()?;
     let paths = Paths::new(&layout)?;
     std::fs::create_dir_all(&paths.logs)?;
@@ -145,7 +156,11 @@ fn reexec_release() -> anyhow::Result<()> {
         ],
     )?;
     let exe = target_dir().join("release/xtask");
-    let status = std::process::Command::new(&exe)
+    let mut command = std::process::Command::new(&exe);
+    for var in crate::util::cargo_run_vars() {
+        command.env_remove(var);
+    }
+    let status = command
         .args(std::env::args_os().skip(1))
         .env(RELEASE_ENV, "1")
         .current_dir(root())

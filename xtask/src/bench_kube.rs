@@ -176,7 +176,12 @@ pub struct Progress {
     pub seen: usize,
     /// The last watch error, if any.
     pub error: Option<String>,
+    /// Since when the watch has failed without a good event in between.
+    pub failing_since: Option<Instant>,
 }
+
+/// A watch failing this long means the cluster is gone: stop waiting.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 impl Observer {
     /// Starts watching engines labelled with `phase`; waits for the initial list.
@@ -189,19 +194,28 @@ impl Observer {
             let mut seen = std::collections::HashSet::new();
             while let Some(event) = stream.next().await {
                 let now = Instant::now();
-                tx.send_modify(|p| match event {
-                    Ok(watcher::Event::InitDone) => p.synced = true,
-                    Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                        let key = (obj.namespace().unwrap_or_default(), obj.name_any());
-                        seen.insert(key.clone());
-                        p.seen = seen.len();
-                        let converged = serde_json::to_value(&obj).is_ok_and(|v| is_converged(&v, instances));
-                        if converged {
-                            p.converged.entry(key).or_insert(now);
+                tx.send_modify(|p| {
+                    if event.is_ok() {
+                        p.failing_since = None;
+                    }
+                    match event {
+                        Ok(watcher::Event::InitDone) => p.synced = true,
+                        Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                            let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+                            seen.insert(key.clone());
+                            p.seen = seen.len();
+                            let converged =
+                                serde_json::to_value(&obj).is_ok_and(|v| is_converged(&v, instances));
+                            if converged {
+                                p.converged.entry(key).or_insert(now);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            p.error = Some(e.to_string());
+                            p.failing_since.get_or_insert(now);
                         }
                     }
-                    Ok(_) => {}
-                    Err(e) => p.error = Some(e.to_string()),
                 });
             }
         });
@@ -223,9 +237,20 @@ impl Observer {
     /// Waits until `count` engines converged; returns the seconds after `zero` at which each
     /// did (sorted), or fails after `timeout` saying how far it got.
     pub async fn wait(&mut self, count: usize, zero: Instant, timeout: Duration) -> anyhow::Result<Vec<f64>> {
-        let done = tokio::time::timeout(timeout, self.progress.wait_for(|p| p.converged.len() >= count))
-            .await
-            .is_ok_and(|r| r.is_ok());
+        let deadline = Instant::now() + timeout;
+        let mut done = false;
+        while !done && Instant::now() < deadline {
+            let step = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(5));
+            done = tokio::time::timeout(step, self.progress.wait_for(|p| p.converged.len() >= count))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            let failing = self.progress.borrow().failing_since;
+            if failing.is_some_and(|since| since.elapsed() > GIVE_UP_AFTER) {
+                break;
+            }
+        }
         let p = self.progress.borrow().clone();
         if !done {
             bail!(
