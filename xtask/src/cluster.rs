@@ -297,7 +297,9 @@ fn health(layout: &Layout) -> anyhow::Result<(Vec<Proc>, bool)> {
         .iter()
         .map(|(short, _)| layout.kubeconfig_for(short))
         .chain([layout.env_file()])
-        .all(|path| path.exists());
+        .all(|path| path.exists())
+        // The audit policy is read at apiserver start: a changed policy needs a restart.
+        && std::fs::read_to_string(layout.pki().join("audit-policy.yaml")).is_ok_and(|p| p == AUDIT_POLICY);
     if all_running && !complete {
         eprintln!("[cluster] the running cluster lacks files of this xtask version");
     }
@@ -512,14 +514,19 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Audits only the product's identities (Metadata level, one event per request), so tests can
+/// Audits only the product's identities: the client-cert users and the install.yaml
+/// ServiceAccounts e2e runs the processes as (Metadata level, one event per request), so tests can
 /// count the requests the operator or the webhook sends (e.g. behaviour F101).
 const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
   - level: Metadata
-    users: [lmcache-e2e-operator, lmcache-e2e-webhook]
+    users:
+      - lmcache-e2e-operator
+      - lmcache-e2e-webhook
+      - system:serviceaccount:lmcache-e2e-system:lmcache-operator-controller
+      - system:serviceaccount:lmcache-e2e-system:lmcache-operator-webhook
   - level: None
 ";
 

@@ -8,6 +8,7 @@
 use crate::cluster::{self, Kubectl, Layout};
 use crate::cluster_pki::{self, Ca};
 use crate::cluster_proc::{self, Proc, State};
+use crate::e2e_rbac;
 use crate::util::{root, run as sh, run_env};
 use anyhow::{Context, bail};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -146,10 +147,16 @@ fn start_product(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<Product> 
     let addr = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let (webhook_port, webhook_metrics, webhook_health) = (ports[0], addr(ports[1]), addr(ports[2]));
     let (operator_metrics, operator_health) = (addr(ports[3]), addr(ports[4]));
-    // Each process has its own identity, so the audit log tells their requests apart.
-    let proc_env = |short: &str| {
+    // Each process runs as its install.yaml ServiceAccount (a TokenRequest token), so a verb
+    // missing from the generated RBAC fails the tests, and the audit log tells them apart.
+    e2e_rbac::apply(kubectl, SYSTEM_NAMESPACE)?;
+    let webhook_kubeconfig =
+        e2e_rbac::token_kubeconfig(layout, kubectl, SYSTEM_NAMESPACE, e2e_rbac::WEBHOOK_SA)?;
+    let operator_kubeconfig =
+        e2e_rbac::token_kubeconfig(layout, kubectl, SYSTEM_NAMESPACE, e2e_rbac::CONTROLLER_SA)?;
+    let proc_env = |kubeconfig: &PathBuf| {
         [
-            ("KUBECONFIG", layout.kubeconfig_for(short).display().to_string()),
+            ("KUBECONFIG", kubeconfig.display().to_string()),
             ("POD_NAMESPACE", SYSTEM_NAMESPACE.to_string()),
             ("RUST_LOG", "info".to_string()),
         ]
@@ -174,7 +181,7 @@ fn start_product(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<Product> 
             format!("--metrics-bind-address={webhook_metrics}"),
             format!("--health-probe-bind-address={webhook_health}"),
         ],
-        &proc_env("webhook"),
+        &proc_env(&webhook_kubeconfig),
         &layout.logs(),
         &layout.e2e_pids(),
         false,
@@ -184,12 +191,13 @@ fn start_product(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<Product> 
         &bin.join("lmcache-operator"),
         &[
             "run".to_string(),
+            "--leader-elect".to_string(),
             format!("--metrics-bind-address={operator_metrics}"),
             format!("--health-probe-bind-address={operator_health}"),
             // The ServiceMonitor e2e test installs that CRD mid-run; notice it within seconds.
             "--servicemonitor-recheck=3s".to_string(),
         ],
-        &proc_env("operator"),
+        &proc_env(&operator_kubeconfig),
         &layout.logs(),
         &layout.e2e_pids(),
         false,

@@ -14,6 +14,7 @@ mod cluster_pki;
 mod cluster_proc;
 mod crd;
 mod e2e;
+mod e2e_rbac;
 mod image;
 mod manifests;
 mod util;

@@ -1,7 +1,7 @@
 //! The API server's audit log of the product's own requests.
 //!
-//! `cargo xtask cluster up` gives the operator and the webhook their own client-certificate
-//! identities ([`OPERATOR_USER`], [`WEBHOOK_USER`]) and audits only those two users at Metadata
+//! `cargo xtask e2e` runs the operator and the webhook as their install.yaml ServiceAccounts
+//! ([`OPERATOR_USER`], [`WEBHOOK_USER`]); `cargo xtask cluster up` audits only those users at Metadata
 //! level (one event per request once the response completes or starts streaming), so a test can
 //! count exactly what one component asked the API server between two points.
 
@@ -11,10 +11,11 @@ use serde_json::Value;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
-/// User name of the operator process under `cargo xtask e2e`.
-pub const OPERATOR_USER: &str = "lmcache-e2e-operator";
+/// User name of the operator process under `cargo xtask e2e`: its install.yaml
+/// ServiceAccount in the e2e operator namespace (a TokenRequest token).
+pub const OPERATOR_USER: &str = "system:serviceaccount:lmcache-e2e-system:lmcache-operator-controller";
 /// User name of the webhook process under `cargo xtask e2e`.
-pub const WEBHOOK_USER: &str = "lmcache-e2e-webhook";
+pub const WEBHOOK_USER: &str = "system:serviceaccount:lmcache-e2e-system:lmcache-operator-webhook";
 
 /// The audit log file.
 pub struct AuditLog {
