@@ -59,20 +59,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// What the suite exports to the tests about the product processes.
-struct Product {
-    env: Vec<(&'static str, String)>,
+pub struct Product {
+    pub env: Vec<(&'static str, String)>,
 }
 
 fn suite(layout: &Layout, args: &Args) -> anyhow::Result<()> {
     let kubectl = Kubectl::new(layout);
     install_crds(&kubectl)?;
     // Build everything first, so no process idles against the cluster while cargo compiles.
-    sh(
-        "cargo",
-        &["build", "-p", "lmcache-operator", "-p", "lmcache-webhook"],
-    )?;
+    build_product()?;
     sh("cargo", &["test", "-p", "lmcache-e2e", "--tests", "--no-run"])?;
-    let product = start_product(layout, &kubectl)?;
+    let product = start_product(layout, &kubectl, false)?;
 
     let mut env: Vec<(&str, String)> = vec![
         (
@@ -107,7 +104,15 @@ fn suite(layout: &Layout, args: &Args) -> anyhow::Result<()> {
     result
 }
 
-fn install_crds(kubectl: &Kubectl) -> anyhow::Result<()> {
+/// Debug builds of the operator and the webhook (what [`start_product`] runs).
+pub fn build_product() -> anyhow::Result<()> {
+    sh(
+        "cargo",
+        &["build", "-p", "lmcache-operator", "-p", "lmcache-webhook"],
+    )
+}
+
+pub fn install_crds(kubectl: &Kubectl) -> anyhow::Result<()> {
     let dir = root().join("deploy/crds");
     kubectl.ok(
         &[
@@ -136,7 +141,9 @@ fn target_dir() -> PathBuf {
 
 /// Starts the webhook and the operator; a component that does not become ready is reported
 /// and left out of the exported environment (its tests then fail on the missing variable).
-fn start_product(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<Product> {
+/// With `detached` they get their own process groups (the demo leaves them running after the
+/// terminal's Ctrl-C); either way they are recorded in `e2e-pids`, which `cluster down` stops.
+pub fn start_product(layout: &Layout, kubectl: &Kubectl, detached: bool) -> anyhow::Result<Product> {
     kubectl.ok(
         &["apply", "--server-side", "--field-manager=lmcache-e2e", "-f", "-"],
         Some(&format!(
@@ -184,7 +191,7 @@ fn start_product(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<Product> 
         &proc_env(&webhook_kubeconfig),
         &layout.logs(),
         &layout.e2e_pids(),
-        false,
+        detached,
     )?;
     let operator = cluster_proc::spawn(
         "lmcache-operator",
@@ -200,7 +207,7 @@ fn start_product(layout: &Layout, kubectl: &Kubectl) -> anyhow::Result<Product> 
         &proc_env(&operator_kubeconfig),
         &layout.logs(),
         &layout.e2e_pids(),
-        false,
+        detached,
     )?;
 
     if ready(layout, &webhook, webhook_health) {
