@@ -30,12 +30,19 @@ pub struct Args {
     /// Leave the cluster running afterwards (the operator and webhook are always stopped).
     #[arg(long)]
     keep: bool,
+    /// Instead: run the suite against install.yaml in a kind cluster (needs Docker and kind;
+    /// not exercised by CI; see docs/e2e.md).
+    #[arg(long)]
+    kind: bool,
     /// Extra arguments for the test binaries (after `--`), e.g. a test name filter.
     #[arg(last = true)]
     test_args: Vec<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.kind {
+        return crate::e2e_kind::run(&args.test_args);
+    }
     let started = Instant::now();
     let layout = Layout::new();
     let _lock = layout.lock()?;

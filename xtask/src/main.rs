@@ -15,6 +15,7 @@ mod cluster_proc;
 mod crd;
 mod demo;
 mod e2e;
+mod e2e_kind;
 mod e2e_rbac;
 mod image;
 mod manifests;

@@ -1,0 +1,200 @@
+//! `cargo xtask e2e --kind`: the suite against the packaged product in a kind cluster.
+//!
+//! Thin and not exercised by this repository's CI (it needs Docker and kind): creates the kind
+//! cluster `lmcache-e2e`, builds and loads the image archives, installs cert-manager and
+//! deploy/install.yaml, waits for the Deployments, port-forwards the operator's and the
+//! webhook's metrics/health ports to 127.0.0.1 and runs the same test binaries. Tests that need
+//! the local-process setup (audit log, loopback webhook URL, fast ServiceMonitor recheck, kwok
+//! fake nodes) are skipped; docs/e2e.md lists them.
+
+use crate::cluster_proc;
+use crate::image;
+use crate::util::{root, run as sh, run_env};
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CLUSTER: &str = "lmcache-e2e";
+const NAMESPACE: &str = "lmcache-operator-system";
+const CERT_MANAGER: &str =
+    "https://github.com/cert-manager/cert-manager/releases/download/v1.16.2/cert-manager.yaml";
+/// Tests that rely on the local-process setup of plain `cargo xtask e2e`.
+pub const SKIPPED: [&str; 4] = [
+    // The apiserver audit log of the product identities exists only on the local cluster.
+    "f101_admission_with_a_synced_cache_sends_no_api_requests",
+    // Expects the loopback `url` webhook registration.
+    "f104_registered_webhook_configuration_matches_the_spec",
+    // Needs `--servicemonitor-recheck=3s`, which install.yaml does not set.
+    "b56_to_b59_g110_service_monitors_without_and_then_with_the_monitoring_api",
+    // Adds a kwok fake node.
+    "d_a_node_that_starts_matching_gets_a_pod_and_desired_becomes_four",
+];
+
+fn on_path(program: &str) -> bool {
+    Command::new(program)
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn run(test_args: &[String]) -> anyhow::Result<()> {
+    for tool in ["docker", "kind", "kubectl"] {
+        if !on_path(tool) {
+            bail!("`cargo xtask e2e --kind` needs {tool} on PATH");
+        }
+    }
+    let dir = root().join("target/kind");
+    std::fs::create_dir_all(&dir)?;
+    let kubeconfig = dir.join("kubeconfig");
+    let kc = kubeconfig.display().to_string();
+    let clusters = Command::new("kind").args(["get", "clusters"]).output()?;
+    if !String::from_utf8_lossy(&clusters.stdout)
+        .lines()
+        .any(|l| l == CLUSTER)
+    {
+        sh(
+            "kind",
+            &[
+                "create",
+                "cluster",
+                "--name",
+                CLUSTER,
+                "--kubeconfig",
+                &kc,
+                "--wait",
+                "120s",
+            ],
+        )?;
+    } else {
+        sh(
+            "kind",
+            &["export", "kubeconfig", "--name", CLUSTER, "--kubeconfig", &kc],
+        )?;
+    }
+    for built in image::run(false)? {
+        sh(
+            "kind",
+            &[
+                "load",
+                "image-archive",
+                &built.archive.display().to_string(),
+                "--name",
+                CLUSTER,
+            ],
+        )?;
+    }
+    let kubectl = |args: &[&str]| -> anyhow::Result<()> {
+        let mut all = vec!["--kubeconfig", kc.as_str()];
+        all.extend_from_slice(args);
+        sh("kubectl", &all)
+    };
+    kubectl(&["apply", "-f", CERT_MANAGER])?;
+    kubectl(&[
+        "wait",
+        "-n",
+        "cert-manager",
+        "--for=condition=Available",
+        "deployment",
+        "--all",
+        "--timeout=300s",
+    ])?;
+    let install = root().join("deploy/install.yaml").display().to_string();
+    // cert-manager's webhook may answer only a little after its Deployment is Available.
+    retry(5, || kubectl(&["apply", "-f", &install]))?;
+    for deployment in ["lmcache-operator-controller", "lmcache-operator-webhook"] {
+        kubectl(&[
+            "rollout",
+            "status",
+            "-n",
+            NAMESPACE,
+            &format!("deployment/{deployment}"),
+            "--timeout=300s",
+        ])?;
+    }
+
+    // Metrics and health ports reach the tests through kubectl port-forward on 127.0.0.1.
+    let pids = dir.join("port-forward-pids");
+    cluster_proc::stop_all(&pids)?;
+    let ports = cluster_proc::free_ports(4)?;
+    let logs = dir.join("logs");
+    for (deployment, metrics, health) in [
+        ("lmcache-operator-controller", ports[0], ports[1]),
+        ("lmcache-operator-webhook", ports[2], ports[3]),
+    ] {
+        cluster_proc::spawn(
+            &format!("port-forward-{deployment}"),
+            Path::new("kubectl"),
+            &[
+                format!("--kubeconfig={kc}"),
+                "port-forward".into(),
+                "--address=127.0.0.1".into(),
+                "-n".into(),
+                NAMESPACE.into(),
+                format!("deployment/{deployment}"),
+                format!("{metrics}:8080"),
+                format!("{health}:8081"),
+            ],
+            &[],
+            &logs,
+            &pids,
+            false,
+        )?;
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+
+    let kubectl_bin = which("kubectl")?;
+    let addr = |port: u16| format!("127.0.0.1:{port}");
+    let env = [
+        ("LMCACHE_E2E_KUBECONFIG", kc.clone()),
+        ("LMCACHE_E2E_KUBECTL", kubectl_bin.display().to_string()),
+        ("LMCACHE_E2E_OPERATOR_NAMESPACE", NAMESPACE.to_string()),
+        ("LMCACHE_E2E_OPERATOR_METRICS", addr(ports[0])),
+        ("LMCACHE_E2E_OPERATOR_HEALTH", addr(ports[1])),
+        ("LMCACHE_E2E_WEBHOOK_METRICS", addr(ports[2])),
+        ("LMCACHE_E2E_WEBHOOK_HEALTH", addr(ports[3])),
+        // What the apiserver calls; tests use it only as "the webhook is installed" and never dial it.
+        (
+            "LMCACHE_E2E_WEBHOOK_URL",
+            format!("https://lmcache-operator-webhook.{NAMESPACE}.svc:443/mutate-cacheblend-pod"),
+        ),
+    ];
+    let mut test = vec![
+        "test",
+        "-p",
+        "lmcache-e2e",
+        "--tests",
+        "--",
+        "--ignored",
+        "--test-threads=4",
+    ];
+    for name in SKIPPED {
+        test.extend(["--skip", name]);
+    }
+    test.extend(test_args.iter().map(String::as_str));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let result = run_env("cargo", &test, &env_refs);
+    let stopped = cluster_proc::stop_all(&pids);
+    eprintln!("[e2e --kind] kind cluster {CLUSTER} kept; delete with `kind delete cluster --name {CLUSTER}`");
+    result?;
+    stopped.map(|_| ())
+}
+
+fn retry(times: u32, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let mut last = None;
+    for _ in 0..times {
+        match f() {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(std::time::Duration::from_secs(10));
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
+}
+
+fn which(program: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").context("PATH is not set")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{program} not found on PATH"))
+}
