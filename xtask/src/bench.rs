@@ -115,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Leftovers of an interrupted bench would skew every figure.
     cluster_proc::stop_all(&paths.pids)?;
     let started_cluster = cluster::up(&layout)?;
-    let result = install_crds(&Kubectl::new(&layout)).and_then(|()| measure(&args, &paths));
+    let result = prepare(&Kubectl::new(&layout)).and_then(|()| measure(&args, &paths));
     let stopped = cluster_proc::stop_all(&paths.pids);
     let cleaned = if started_cluster && !args.keep {
         cluster::down(&layout)
@@ -172,7 +172,28 @@ fn reexec_release() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn install_crds(kubectl: &Kubectl) -> anyhow::Result<()> {
+/// A second Service CIDR: the cluster's own /24 holds 254 ClusterIPs and every engine has a
+/// ClusterIP Service, so 300+ engines would fail with "range is full". Never dialled.
+const SERVICE_CIDR: &str = "apiVersion: networking.k8s.io/v1
+kind: ServiceCIDR
+metadata:
+  name: lmcache-bench
+spec:
+  cidrs: [10.96.0.0/16]
+";
+
+/// CRDs and room for thousands of Services.
+fn prepare(kubectl: &Kubectl) -> anyhow::Result<()> {
+    kubectl.ok(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=lmcache-bench",
+            "-f",
+            "-",
+        ],
+        Some(SERVICE_CIDR),
+    )?;
     let dir = root().join("deploy/crds").display().to_string();
     kubectl.ok(
         &[

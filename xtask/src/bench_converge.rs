@@ -100,7 +100,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     eprintln!("[bench] floor: applying {n} engines in {m} namespaces");
     let (tx, rx) = futures::channel::mpsc::unbounded();
     let zero = Instant::now();
-    let floor = tokio::spawn(bench_floor::run(
+    let mut floor = tokio::spawn(bench_floor::run(
         client.clone(),
         rx,
         n,
@@ -109,13 +109,24 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     ));
     create_engines(client, FLOOR, 0..n, m, CREATE_PARALLEL, Some(tx)).await?;
     let create_s = zero.elapsed().as_secs_f64();
-    let times = observer.wait(n, zero, timeout).await;
-    let floor_writes = match times {
-        Ok(_) => floor.await??,
-        Err(_) => {
-            floor.abort();
-            FloorWritesSnapshot::default()
+    // The floor client ends after its last status write; ending with an error is its failure.
+    let early = tokio::select! {
+        times = observer.wait(n, zero, timeout) => Err(times),
+        ended = &mut floor => Ok(ended.map_err(anyhow::Error::from).and_then(|r| r)),
+    };
+    let (times, floor_writes) = match early {
+        Err(times) => {
+            let writes = match &times {
+                Ok(_) => floor.await??,
+                Err(_) => {
+                    floor.abort();
+                    FloorWritesSnapshot::default()
+                }
+            };
+            (times, writes)
         }
+        Ok(Err(e)) => return Err(anyhow::anyhow!("the floor client failed: {e:?}")),
+        Ok(Ok(writes)) => (observer.wait(n, zero, timeout).await, writes),
     };
     let floor_timing = Timing::from(&times?, create_s);
     drop(observer);
@@ -195,7 +206,8 @@ async fn with_operator(
     let by_resource = writes_between(&converged_at, &steady_end);
     let steady = Steady {
         seconds: args.steady_seconds,
-        writes: by_resource.values().sum(),
+        // An empty f64 sum is -0.0.
+        writes: by_resource.values().sum::<f64>() + 0.0,
         by_resource,
     };
     let converged = memory(pid)?;

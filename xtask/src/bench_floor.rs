@@ -114,7 +114,7 @@ pub async fn run(
 
     let apply_shared = shared.clone();
     let apply_status_tx = status_tx.clone();
-    let applies = tokio::spawn(async move {
+    let mut applies = tokio::spawn(async move {
         engines
             .map(|raw| {
                 let shared = apply_shared.clone();
@@ -127,7 +127,7 @@ pub async fn run(
                     anyhow::Ok(())
                 }
             })
-            // Every engine may proceed; the semaphore bounds requests in flight.
+            // Every engine may queue; the semaphore admits `concurrency` at a time.
             .buffer_unordered(expected.max(1))
             .try_collect::<Vec<()>>()
             .await
@@ -143,11 +143,20 @@ pub async fn run(
         .try_filter(|wrote| futures::future::ready(*wrote))
         .take(expected)
         .try_collect::<Vec<bool>>();
-    let result = statuses.await;
+    tokio::pin!(statuses);
+    // A failed apply means some statuses never come: stop at once instead of waiting.
+    let result = tokio::select! {
+        written = &mut statuses => written.map(drop),
+        applied = &mut applies => match applied {
+            Ok(Ok(_)) => statuses.await.map(drop),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::Error::from(e).context("floor apply task")),
+        },
+    };
     drop(status_tx);
     pod_task.abort();
     ds_task.abort();
-    applies.await.context("floor apply task")??;
+    applies.abort();
     result?;
     Ok(FloorWritesSnapshot {
         child_applies: shared.writes.child_applies.load(Ordering::Relaxed),
@@ -165,6 +174,8 @@ pub struct FloorWritesSnapshot {
 impl Shared {
     /// Renders and applies the children of one engine; returns its key.
     async fn apply_children(&self, raw: &Value) -> anyhow::Result<(String, String)> {
+        // One slot per engine for decode, render and every child, as a reconcile holds a worker.
+        let _permit = self.permits.acquire().await?;
         let engine = lmcache_validation::decode_engine(raw)
             .map_err(|e| anyhow::anyhow!("{}", lmcache_validation::join(&e)))?;
         let namespace = engine.namespace().unwrap_or_default();
@@ -193,7 +204,6 @@ impl Shared {
         for (resource, body) in bodies {
             let child = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &namespace, &resource);
-            let _permit = self.permits.acquire().await?;
             api.patch(
                 &child,
                 &PatchParams::apply(FIELD_MANAGER).force(),

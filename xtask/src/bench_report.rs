@@ -105,7 +105,7 @@ fn convergence_md(md: &mut String, c: &Convergence) {
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|");
     let floor_writes = c.floor_writes.child_applies + c.floor_writes.status_writes;
-    let operator_writes: f64 = c.operator_writes.values().sum();
+    let operator_writes = c.operator_writes.values().sum::<f64>() + 0.0;
     let _ = writeln!(
         md,
         "| floor | {:.1} | {:.1} | {:.1} | {floor_writes} |",
