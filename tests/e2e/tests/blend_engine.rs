@@ -3,8 +3,8 @@
 
 use lmcache_e2e::crd::Kind;
 use lmcache_e2e::objects::{
-    Res, Scope, args, assert_controlled_by, borrowed, container, engine_children, labels, owned,
-    standard_labels,
+    Res, Scope, args, assert_controlled_by, borrowed, container, engine_children, labels,
+    minimal_engine_args, owned, standard_labels,
 };
 use lmcache_e2e::{Cluster, TempNamespace, settings};
 use serde_json::{Value, json};
@@ -28,32 +28,9 @@ fn blend_json(name: &str, ns: &str, port: u16, check_layer: &str, recomp_ratio: 
 }
 
 fn blend_args(extra: &[&str]) -> Vec<String> {
-    let mut out = owned(&[
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "5555",
-        "--l1-size-gb",
-        "60",
-        "--chunk-size",
-        "256",
-        "--max-workers",
-        "1",
-        "--hash-algorithm",
-        "blake3",
-        "--eviction-policy",
-        "LRU",
-        "--eviction-trigger-watermark",
-        "0.8",
-        "--eviction-ratio",
-        "0.2",
-        "--prometheus-port",
-        "9090",
-        "--engine-type",
-        "blend",
-        "--l1-align-bytes",
-        "16777216",
-    ]);
+    // cacheblend.md §2: the engine's args, then the blend flags, then extraArgs.
+    let mut out = minimal_engine_args(5555);
+    out.extend(owned(&["--engine-type", "blend", "--l1-align-bytes", "16777216"]));
     out.extend(owned(extra));
     out
 }
