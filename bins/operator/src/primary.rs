@@ -45,6 +45,10 @@ pub trait Primary:
     fn coordinator_ref(&self) -> Option<&str> {
         None
     }
+    /// Accepted fields that have no effect (Normal Events).
+    fn warnings(&self) -> Vec<lmcache_validation::Warning> {
+        Vec::new()
+    }
     /// Renders the children.
     fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error>;
     /// Status after a successful reconcile.
@@ -240,6 +244,9 @@ impl Primary for LMCacheCoordinator {
     }
     fn status(&self) -> Option<&CoordinatorStatus> {
         self.status.as_ref()
+    }
+    fn warnings(&self) -> Vec<lmcache_validation::Warning> {
+        lmcache_validation::coordinator_warnings(&self.spec)
     }
     fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error> {
         let children = render_coordinator(self, ctx)?;

@@ -98,6 +98,8 @@ pub mod reasons {
     pub const NAME_CONFLICT: &str = "NameConflict";
     /// Event: ServiceMonitor wanted but the API is not served.
     pub const SERVICE_MONITOR_UNAVAILABLE: &str = "ServiceMonitorUnavailable";
+    /// Event: a coordinator sets blend-directory tunables while `blendLookup` is false.
+    pub const BLEND_LOOKUP_DISABLED: &str = "BlendLookupDisabled";
     /// `ConfigValid=True` message.
     pub const VALID_MESSAGE: &str = "Spec validation passed";
 }

@@ -37,7 +37,10 @@ mod gate;
 mod mutate;
 mod outcome;
 
-pub use args::{bare_flag, has_flag, matches_flag, set_flag};
+pub use args::{
+    COMPILATION_CONFIG, Flag, PIPELINE_PARALLEL_SIZE, bare_flag, disable_chunked_prefill, has_flag,
+    matches_flag, set_cudagraph_mode, set_flag,
+};
 pub use engine::decode_engine;
 pub use gate::{inject, requested_engine};
 pub use outcome::{Outcome, SkipReason};

@@ -1,6 +1,6 @@
 //! The injection steps I1–I8 (cacheblend.md §7–§9).
 
-use crate::args::{bare_flag, set_flag};
+use crate::args::{PIPELINE_PARALLEL_SIZE, bare_flag, disable_chunked_prefill, set_cudagraph_mode, set_flag};
 use crate::{PLUGIN_PATH, PLUGIN_VOLUME, STAGE_CONTAINER};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, Pod, PodSpec, Volume, VolumeMount,
@@ -8,9 +8,6 @@ use k8s_openapi::api::core::v1::{
 use lmcache_api::constants::annotations;
 use lmcache_api::v1alpha1::{CacheBlendEngine, CudaGraphMode};
 use lmcache_manifest_renderer::blend_kv_transfer_config;
-
-/// Compact JSON of `full_decode_only`.
-const FULL_DECODE_ONLY: &str = r#"{"cudagraph_mode":"FULL_DECODE_ONLY"}"#;
 
 /// Applies I1–I8 to `pod`; `target` indexes `spec.containers` and was checked by the caller.
 pub(crate) fn apply_injection(
@@ -123,18 +120,19 @@ fn set_python_path(env: &mut Vec<EnvVar>) {
     }
 }
 
-/// I7: the §8 flags in order, then the §9 CUDA-graph mapping.
+/// I7: the §8 flags in order, then the §9 CUDA-graph mapping (conformance.md §2.4: vLLM 0.33
+/// defaults to `FULL_AND_PIECEWISE`, so `piecewise` must be asked for explicitly).
 fn apply_flags(args: &mut Vec<String>, kv_config: &str, cudagraph: CudaGraphMode) {
     set_flag(args, "--attention-backend", "CUSTOM");
     set_flag(args, "--kv-transfer-config", kv_config);
     set_flag(args, "--block-size", "64");
-    set_flag(args, "--pipeline-parallel-size", "1");
-    bare_flag(args, "--no-enable-chunked-prefill");
+    set_flag(args, PIPELINE_PARALLEL_SIZE, "1");
+    disable_chunked_prefill(args);
     bare_flag(args, "--no-async-scheduling");
     match cudagraph {
         CudaGraphMode::Eager => bare_flag(args, "--enforce-eager"),
-        CudaGraphMode::Piecewise => {}
-        CudaGraphMode::FullDecodeOnly => set_flag(args, "--compilation-config", FULL_DECODE_ONLY),
+        CudaGraphMode::Piecewise => set_cudagraph_mode(args, "PIECEWISE"),
+        CudaGraphMode::FullDecodeOnly => set_cudagraph_mode(args, "FULL_DECODE_ONLY"),
     }
 }
 

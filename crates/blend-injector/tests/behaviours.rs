@@ -92,8 +92,9 @@ fn b83_injected_value_equals_the_connection_json() {
 }
 
 #[test]
-fn b84_cudagraph_modes() {
+fn b84_j6_cudagraph_modes() {
     let pod = pod_with_args(&["m"]);
+    // J6: vLLM 0.33 defaults to FULL_AND_PIECEWISE, so piecewise is asked for explicitly.
     let piecewise = engine(
         "my-cacheblend",
         "default",
@@ -101,9 +102,10 @@ fn b84_cudagraph_modes() {
     );
     let got = injected(&pod, &piecewise);
     let a = args(&got, "vllm");
-    assert!(
-        !a.contains(&"--enforce-eager") && !a.contains(&"--compilation-config"),
-        "{a:?}"
+    assert!(!a.contains(&"--enforce-eager"), "{a:?}");
+    assert_eq!(
+        a[a.len() - 2..],
+        ["--compilation-config", r#"{"cudagraph_mode":"PIECEWISE"}"#]
     );
 
     let fdo = engine(
@@ -119,7 +121,7 @@ fn b84_cudagraph_modes() {
         ["--compilation-config", r#"{"cudagraph_mode":"FULL_DECODE_ONLY"}"#]
     );
 
-    // A user --compilation-config is overwritten in place, a user --enforce-eager kept.
+    // A user --compilation-config is updated in place, a user --enforce-eager kept.
     let user = pod_with_args(&["--compilation-config={}", "--enforce-eager"]);
     let a_pod = injected(&user, &fdo);
     let a = args(&a_pod, "vllm");
@@ -141,6 +143,55 @@ fn b84_cudagraph_modes() {
         args(&injected(&pod, &full), "vllm").last(),
         Some(&"--enforce-eager")
     );
+}
+
+#[test]
+fn j7_aliases_and_the_users_compilation_config() {
+    let fdo = engine(
+        "my-cacheblend",
+        "default",
+        json!({"injection": {"cudagraph": "full_decode_only"}}),
+    );
+    let pod = pod_with_args(&[
+        "m",
+        "-pp",
+        "2",
+        "-cc",
+        r#"{"cudagraph_capture_sizes":[1,2,4]}"#,
+        "--enable-chunked-prefill",
+    ]);
+    let got = injected(&pod, &fdo);
+    let a = args(&got, "vllm");
+    assert_eq!(
+        a[..6],
+        [
+            "m",
+            "-pp",
+            "1",
+            "-cc",
+            r#"{"cudagraph_capture_sizes":[1,2,4],"cudagraph_mode":"FULL_DECODE_ONLY"}"#,
+            "--no-enable-chunked-prefill",
+        ]
+    );
+    // Neither the long spelling of a replaced alias nor a second chunked-prefill flag is added.
+    for flag in [
+        "--pipeline-parallel-size",
+        "--compilation-config",
+        "--enable-chunked-prefill",
+    ] {
+        assert!(!a.contains(&flag), "{flag} in {a:?}");
+    }
+    assert_eq!(
+        a.iter().filter(|t| **t == "--no-enable-chunked-prefill").count(),
+        1
+    );
+
+    // A user who already disabled chunked prefill with the current spelling keeps it.
+    let pod = pod_with_args(&["m", "--disable-chunked-prefill"]);
+    let a_pod = injected(&pod, &fdo);
+    let a = args(&a_pod, "vllm");
+    assert!(a.contains(&"--disable-chunked-prefill"));
+    assert!(!a.contains(&"--no-enable-chunked-prefill"));
 }
 
 #[test]

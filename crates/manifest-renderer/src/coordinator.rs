@@ -2,11 +2,12 @@
 
 use crate::RenderContext;
 use crate::args::coordinator_args;
+use crate::engine::HTTP_PORT_NAME;
 use crate::env;
 use crate::error::RenderError;
 use crate::labels::{Component, pod_template_labels, selector_labels, standard_labels};
 use crate::meta::Owner;
-use crate::pod::{cloned_list, cloned_map, container_port, pull_secrets, service_port};
+use crate::pod::{cloned_list, cloned_map, container_port, named_target_port, pull_secrets, service_port};
 use crate::service_monitor::{ServiceMonitor, service_monitor};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -85,7 +86,7 @@ pub fn render_coordinator(
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_string()),
             selector: Some(selector.clone()),
-            ports: Some(vec![service_port("http", spec.port)]),
+            ports: Some(vec![service_port(HTTP_PORT_NAME, spec.port)]),
             ..Default::default()
         }),
         status: None,
@@ -97,7 +98,8 @@ pub fn render_coordinator(
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_string()),
             selector: Some(selector.clone()),
-            ports: Some(vec![service_port("metrics", spec.prometheus.port)]),
+            // The coordinator serves `/metrics` on its HTTP port, not on `prometheus.port`.
+            ports: Some(vec![named_target_port("metrics", spec.port, HTTP_PORT_NAME)]),
             ..Default::default()
         }),
         status: None,
@@ -133,10 +135,7 @@ fn pod_spec(spec: &CoordinatorSpec) -> PodSpec {
 }
 
 fn container(spec: &CoordinatorSpec) -> Container {
-    let mut ports = vec![container_port("http", spec.port)];
-    if spec.prometheus.enabled {
-        ports.push(container_port("metrics", spec.prometheus.port));
-    }
+    let ports = vec![container_port(HTTP_PORT_NAME, spec.port)];
     let base = vec![env::plain("LMCACHE_LOG_LEVEL", spec.log_level.as_str())];
     Container {
         name: COORDINATOR_CONTAINER.to_string(),

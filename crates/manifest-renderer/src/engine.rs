@@ -7,7 +7,7 @@ use crate::env;
 use crate::error::RenderError;
 use crate::labels::{Component, pod_template_labels, selector_labels, standard_labels};
 use crate::meta::Owner;
-use crate::pod::{cloned_list, cloned_map, container_port, pull_secrets, service_port};
+use crate::pod::{cloned_list, cloned_map, container_port, named_target_port, pull_secrets, service_port};
 use crate::service_monitor::{ServiceMonitor, service_monitor};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
@@ -29,8 +29,16 @@ pub const ENGINE_CONTAINER: &str = "lmcache";
 pub const ENGINE_COMMAND: [&str; 2] = ["/opt/venv/bin/lmcache", "server"];
 /// Runtime class of engine pods (CUDA IPC with vLLM on the same GPU).
 pub const RUNTIME_CLASS: &str = "nvidia";
+/// Name of the container port of the HTTP frontend (`/metrics`, coordinator callbacks).
+pub const HTTP_PORT_NAME: &str = "http";
+/// Path of the metrics endpoint on the HTTP frontend (engines and coordinators).
+pub const METRICS_PATH: &str = "/metrics";
 /// Env var carrying the pod IP the engine advertises to the coordinator.
 pub const ADVERTISE_IP_ENV: &str = "LMCACHE_COORDINATOR_ADVERTISE_IP";
+/// Env var seeding Python's `hash()` on engine pods and injected vLLM pods.
+pub const PYTHON_HASH_SEED_ENV: &str = "PYTHONHASHSEED";
+/// The seed both sides use.
+pub const PYTHON_HASH_SEED: &str = "0";
 
 /// Everything the operator creates for one engine, in apply order.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,7 +47,7 @@ pub struct EngineChildren {
     pub daemon_set: DaemonSet,
     /// Node-local lookup Service `N`.
     pub service: Service,
-    /// Headless metrics Service `N-metrics` (always rendered).
+    /// Headless metrics Service `N-metrics` (always rendered), on the HTTP frontend.
     pub metrics_service: Service,
     /// ConfigMap `N-connection`.
     pub config_map: ConfigMap,
@@ -144,7 +152,12 @@ fn render(
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_string()),
             selector: Some(selector.clone()),
-            ports: Some(vec![service_port("metrics", spec.prometheus.port)]),
+            // LMCache serves `/metrics` on its HTTP frontend, not on `prometheus.port`.
+            ports: Some(vec![named_target_port(
+                "metrics",
+                spec.server.http_port,
+                HTTP_PORT_NAME,
+            )]),
             ..Default::default()
         }),
         status: None,
@@ -197,10 +210,10 @@ fn pod_spec(spec: &EngineSpec, args: Vec<String>) -> PodSpec {
 
 fn container(spec: &EngineSpec, args: Vec<String>) -> Container {
     let port = spec.server.port;
-    let mut ports = vec![container_port("server", port)];
-    if spec.prometheus.enabled {
-        ports.push(container_port("metrics", spec.prometheus.port));
-    }
+    let ports = vec![
+        container_port("server", port),
+        container_port(HTTP_PORT_NAME, spec.server.http_port),
+    ];
     Container {
         name: ENGINE_CONTAINER.to_string(),
         image: Some(spec.image.reference()),
@@ -246,12 +259,16 @@ fn tcp_probe(port: i32) -> Probe {
     }
 }
 
-/// engine.md §3.4: log level, `NVIDIA_VISIBLE_DEVICES`, the advertise IP with a coordinator,
-/// then `spec.env` with the de-duplication rule.
+/// engine.md §3.4 with conformance.md §2.2: log level, `NVIDIA_VISIBLE_DEVICES`,
+/// `PYTHONHASHSEED`, the advertise IP with a coordinator, then `spec.env` with the
+/// de-duplication rule.
 fn engine_env(spec: &EngineSpec) -> Vec<EnvVar> {
     let mut base = vec![
         env::plain("LMCACHE_LOG_LEVEL", spec.log_level.as_str()),
         env::plain("NVIDIA_VISIBLE_DEVICES", "all"),
+        // `hashAlgorithm: builtin` hashes with Python's `hash()`, which only agrees between
+        // vLLM and the server when both are seeded alike; the webhooks set the same value.
+        env::plain(PYTHON_HASH_SEED_ENV, PYTHON_HASH_SEED),
     ];
     if spec.coordinator.is_some() {
         base.push(EnvVar {

@@ -47,8 +47,8 @@ pub use coordinator::{
     COORDINATOR_COMMAND, COORDINATOR_CONTAINER, CoordinatorChildren, coordinator_url, render_coordinator,
 };
 pub use engine::{
-    ENGINE_COMMAND, ENGINE_CONTAINER, EngineChildren, render_blend_engine, render_engine,
-    resolve_coordinator_url,
+    ENGINE_COMMAND, ENGINE_CONTAINER, EngineChildren, HTTP_PORT_NAME, METRICS_PATH, PYTHON_HASH_SEED,
+    PYTHON_HASH_SEED_ENV, render_blend_engine, render_engine, resolve_coordinator_url,
 };
 pub use error::RenderError;
 pub use labels::{Component, pod_template_labels, selector_labels, standard_labels};

@@ -43,6 +43,14 @@ pub(crate) fn container_port(name: &str, port: i32) -> ContainerPort {
     }
 }
 
+/// A named TCP Service port whose target is a named container port.
+pub(crate) fn named_target_port(name: &str, port: i32, target: &str) -> ServicePort {
+    ServicePort {
+        target_port: Some(IntOrString::String(target.to_string())),
+        ..service_port(name, port)
+    }
+}
+
 /// A named TCP Service port whose target is the same port number.
 pub(crate) fn service_port(name: &str, port: i32) -> ServicePort {
     ServicePort {

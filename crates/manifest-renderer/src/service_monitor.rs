@@ -34,16 +34,18 @@ pub struct LabelSelector {
     pub match_labels: BTreeMap<String, String>,
 }
 
-/// One scrape endpoint (only `port` and `interval`).
+/// One scrape endpoint (only `port`, `path` and `interval`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     /// Name of the Service port.
     pub port: String,
+    /// HTTP path of the metrics endpoint.
+    pub path: String,
     /// Scrape interval, a Prometheus duration.
     pub interval: String,
 }
 
-/// A ServiceMonitor scraping port `metrics` of the Services matching `selector`.
+/// A ServiceMonitor scraping `/metrics` on port `metrics` of the Services matching `selector`.
 pub(crate) fn service_monitor(
     meta: ObjectMeta,
     selector: BTreeMap<String, String>,
@@ -57,6 +59,7 @@ pub(crate) fn service_monitor(
             },
             endpoints: vec![Endpoint {
                 port: "metrics".to_string(),
+                path: crate::engine::METRICS_PATH.to_string(),
                 interval: interval.to_string(),
             }],
         },

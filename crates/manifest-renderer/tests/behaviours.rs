@@ -160,7 +160,8 @@ template:
         image: lmcache/vllm-openai:latest
         imagePullPolicy: IfNotPresent
         command: ["/opt/venv/bin/lmcache", "server"]
-        args: ["--host", "0.0.0.0", "--port", "5555", "--l1-size-gb", "60",
+        args: ["--host", "0.0.0.0", "--port", "5555", "--http-host", "0.0.0.0",
+               "--http-port", "8080", "--l1-size-gb", "60",
                "--chunk-size", "256", "--max-workers", "1",
                "--hash-algorithm", "blake3", "--eviction-policy", "LRU",
                "--eviction-trigger-watermark", "0.8", "--eviction-ratio", "0.2",
@@ -168,9 +169,10 @@ template:
         env:
           - {name: LMCACHE_LOG_LEVEL, value: INFO}
           - {name: NVIDIA_VISIBLE_DEVICES, value: all}
+          - {name: PYTHONHASHSEED, value: "0"}
         ports:
           - {name: server, containerPort: 5555, protocol: TCP}
-          - {name: metrics, containerPort: 9090, protocol: TCP}
+          - {name: http, containerPort: 8080, protocol: TCP}
         resources:
           requests: {cpu: "4", memory: 65Gi}
           limits: {memory: 98Gi}
@@ -218,7 +220,7 @@ fn minimal_engine_renders_exactly_the_spec_objects() {
         to_value(&c.metrics_service),
         json!({"apiVersion": "v1", "kind": "Service", "metadata": meta("my-cache-metrics"),
                "spec": {"clusterIP": "None", "selector": selector,
-                        "ports": [{"name": "metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"}]}})
+                        "ports": [{"name": "metrics", "port": 8080, "targetPort": "http", "protocol": "TCP"}]}})
     );
     let json = "{\n  \"kv_connector\": \"LMCacheMPConnector\",\n  \"kv_role\": \"kv_both\",\n  \"kv_connector_extra_config\": {\n    \"lmcache.mp.host\": \"tcp://my-cache.default.svc.cluster.local\",\n    \"lmcache.mp.port\": \"5555\"\n  }\n}";
     assert_eq!(
@@ -345,7 +347,7 @@ fn b28_image_override() {
 
 #[test]
 fn b29_minimal_args_exactly() {
-    let want: Vec<String> = serde_json::from_str(r#"["--host","0.0.0.0","--port","5555","--l1-size-gb","60","--chunk-size","256","--max-workers","1","--hash-algorithm","blake3","--eviction-policy","LRU","--eviction-trigger-watermark","0.8","--eviction-ratio","0.2","--prometheus-port","9090"]"#).unwrap();
+    let want: Vec<String> = serde_json::from_str(r#"["--host","0.0.0.0","--port","5555","--http-host","0.0.0.0","--http-port","8080","--l1-size-gb","60","--chunk-size","256","--max-workers","1","--hash-algorithm","blake3","--eviction-policy","LRU","--eviction-trigger-watermark","0.8","--eviction-ratio","0.2","--prometheus-port","9090"]"#).unwrap();
     assert_eq!(args(&minimal()), want);
 }
 
@@ -361,14 +363,19 @@ fn b30_floats_use_fmt() {
 }
 
 #[test]
-fn b31_prometheus_disabled() {
+fn b31_j1_prometheus_disabled() {
     let c = engine("l1: {sizeGB: 60}\nprometheus: {enabled: false}");
     let a = args(&c);
-    assert_eq!(a.last().map(String::as_str), Some("--disable-prometheus"));
-    assert!(!a.contains(&"--prometheus-port".to_string()));
+    // J1: the released parser's flag; `--disable-prometheus` makes `lmcache server` exit 2.
+    assert_eq!(a.last().map(String::as_str), Some("--disable-metrics"));
+    assert!(
+        !a.iter()
+            .any(|t| t == "--prometheus-port" || t == "--disable-prometheus")
+    );
+    // The HTTP frontend (and its container port) stays: it also serves the coordinator.
     let ports = container(&c).ports.clone().unwrap();
-    assert_eq!(ports.len(), 1);
-    assert_eq!(ports[0].name.as_deref(), Some("server"));
+    let names: Vec<_> = ports.iter().map(|p| p.name.as_deref().unwrap()).collect();
+    assert_eq!(names, ["server", "http"]);
     assert_eq!(
         c.metrics_service.metadata.name.as_deref(),
         Some("my-cache-metrics")
@@ -425,12 +432,13 @@ extraArgs: ["--max-workers", "8"]
 "#,
     ));
     let want = words(
-        r#"--host 0.0.0.0 --port 5555 --l1-size-gb 1.25 --chunk-size 256 --max-workers 1
+        r#"--host 0.0.0.0 --port 5555 --http-host 0.0.0.0 --http-port 8080 --l1-size-gb 1.25
+        --chunk-size 256 --max-workers 1
         --hash-algorithm blake3 --eviction-policy LRU --eviction-trigger-watermark 0.75
-        --eviction-ratio 0.2 --disable-prometheus
+        --eviction-ratio 0.2 --disable-metrics
         --l2-adapter {"base_path":"/data/lmcache","max_capacity_gb":100,"type":"fs"}
         --coordinator-url http://coord:9300 --coordinator-heartbeat-interval 5
-        --coordinator-l2-event-reporting --max-workers 8"#,
+        --coordinator-event-reporting --max-workers 8"#,
     );
     assert_eq!(a, want);
 }
@@ -445,24 +453,26 @@ fn b35_coordinator_url_flags_and_advertise_ip() {
             r#"--l2-adapter {"type":"mock"} --coordinator-url http://coord:9300 --coordinator-heartbeat-interval 5"#
         )
     );
-    assert!(!a.contains(&"--coordinator-l2-event-reporting".to_string()));
+    assert!(!a.contains(&"--coordinator-event-reporting".to_string()));
     let env = container(&c).env.clone().unwrap();
     assert_eq!(
-        to_value(&env[2]),
+        to_value(&env[3]),
         json!({"name": "LMCACHE_COORDINATOR_ADVERTISE_IP",
                "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}})
     );
 }
 
 #[test]
-fn b36_heartbeat_and_event_reporting() {
+fn b36_j4_heartbeat_and_event_reporting() {
     let a = args(&engine(
         "l1: {sizeGB: 60}\ncoordinator: {url: 'http://coord:9300', heartbeatInterval: 2.5, l2EventReporting: true}",
     ));
     assert_eq!(
         &a[a.len() - 3..],
-        words("--coordinator-heartbeat-interval 2.5 --coordinator-l2-event-reporting")
+        words("--coordinator-heartbeat-interval 2.5 --coordinator-event-reporting")
     );
+    // The deprecated hidden alias is never rendered.
+    assert!(!a.contains(&"--coordinator-l2-event-reporting".to_string()));
 }
 
 #[test]
@@ -512,7 +522,11 @@ fn explicit_url_ignores_a_resolved_ref_url() {
 fn b41_env_order() {
     assert_eq!(
         env_pairs(&container(&minimal()).env.clone().unwrap()),
-        pairs(&[("LMCACHE_LOG_LEVEL", "INFO"), ("NVIDIA_VISIBLE_DEVICES", "all")])
+        pairs(&[
+            ("LMCACHE_LOG_LEVEL", "INFO"),
+            ("NVIDIA_VISIBLE_DEVICES", "all"),
+            ("PYTHONHASHSEED", "0")
+        ])
     );
     let c = engine("l1: {sizeGB: 60}\nlogLevel: DEBUG\nenv: [{name: FOO, value: bar}]");
     assert_eq!(
@@ -520,6 +534,7 @@ fn b41_env_order() {
         pairs(&[
             ("LMCACHE_LOG_LEVEL", "DEBUG"),
             ("NVIDIA_VISIBLE_DEVICES", "all"),
+            ("PYTHONHASHSEED", "0"),
             ("FOO", "bar")
         ])
     );
@@ -528,13 +543,15 @@ fn b41_env_order() {
 #[test]
 fn b42_env_de_duplication() {
     let c = engine(
-        "l1: {sizeGB: 60}\nenv: [{name: LMCACHE_LOG_LEVEL, value: WARNING}, {name: FOO, value: '1'}, {name: FOO, value: '2'}]",
+        "l1: {sizeGB: 60}\nenv: [{name: LMCACHE_LOG_LEVEL, value: WARNING}, {name: FOO, value: '1'}, {name: FOO, value: '2'}, {name: PYTHONHASHSEED, value: '7'}]",
     );
+    // J5: a user PYTHONHASHSEED wins in place (then vLLM must use the same seed).
     assert_eq!(
         env_pairs(&container(&c).env.clone().unwrap()),
         pairs(&[
             ("LMCACHE_LOG_LEVEL", "WARNING"),
             ("NVIDIA_VISIBLE_DEVICES", "all"),
+            ("PYTHONHASHSEED", "7"),
             ("FOO", "2")
         ])
     );
@@ -547,6 +564,7 @@ fn b42_env_de_duplication() {
         pairs(&[
             ("LMCACHE_LOG_LEVEL", "INFO"),
             ("NVIDIA_VISIBLE_DEVICES", "all"),
+            ("PYTHONHASHSEED", "0"),
             ("LMCACHE_COORDINATOR_ADVERTISE_IP", "10.0.0.1"),
             ("A", "a"),
         ])
@@ -558,7 +576,22 @@ fn b43_container_ports() {
     assert_eq!(
         to_value(&container(&minimal()).ports),
         json!([{"name": "server", "containerPort": 5555, "protocol": "TCP"},
-               {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}])
+               {"name": "http", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    let c = engine("l1: {sizeGB: 60}\nserver: {port: 6000, httpPort: 6001}");
+    assert_eq!(
+        to_value(&container(&c).ports),
+        json!([{"name": "server", "containerPort": 6000, "protocol": "TCP"},
+               {"name": "http", "containerPort": 6001, "protocol": "TCP"}])
+    );
+    let a = args(&c).join(" ");
+    assert!(
+        a.contains("--port 6000 --http-host 0.0.0.0 --http-port 6001 "),
+        "{a}"
+    );
+    assert_eq!(
+        to_value(&c.metrics_service.spec.as_ref().unwrap().ports),
+        json!([{"name": "metrics", "port": 6001, "targetPort": "http", "protocol": "TCP"}])
     );
 }
 
@@ -722,7 +755,7 @@ fn service_spec(s: &Service) -> Value {
 }
 
 #[test]
-fn b52_services() {
+fn b52_j2_services() {
     let c = minimal();
     let selector = json!(selector_engine_labels("my-cache"));
     assert_eq!(
@@ -730,10 +763,11 @@ fn b52_services() {
         json!({"type": "ClusterIP", "internalTrafficPolicy": "Local", "selector": selector,
                "ports": [{"name": "server", "port": 5555, "targetPort": 5555, "protocol": "TCP"}]})
     );
+    // J2: `/metrics` is served by the HTTP frontend; nothing listens on prometheus.port.
     assert_eq!(
         service_spec(&c.metrics_service),
         json!({"clusterIP": "None", "selector": selector,
-               "ports": [{"name": "metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"}]})
+               "ports": [{"name": "metrics", "port": 8080, "targetPort": "http", "protocol": "TCP"}]})
     );
 }
 
@@ -783,7 +817,7 @@ fn b56_service_monitor() {
             "metadata": {"name": "my-cache", "namespace": "default", "labels": labels,
                          "ownerReferences": owner_refs("LMCacheEngine", "my-cache")},
             "spec": {"selector": {"matchLabels": selector_engine_labels("my-cache")},
-                     "endpoints": [{"port": "metrics", "interval": "30s"}]},
+                     "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}]},
         })
     );
 }
@@ -841,7 +875,8 @@ fn e77_blend_children_owner_kind_and_gpu_model() {
 #[test]
 fn e78_blend_args() {
     let want = words(
-        "--host 0.0.0.0 --port 5555 --l1-size-gb 60 --chunk-size 256 --max-workers 1
+        "--host 0.0.0.0 --port 5555 --http-host 0.0.0.0 --http-port 8080 --l1-size-gb 60
+         --chunk-size 256 --max-workers 1
          --hash-algorithm blake3 --eviction-policy LRU --eviction-trigger-watermark 0.8
          --eviction-ratio 0.2 --prometheus-port 9090 --engine-type blend --l1-align-bytes 16777216",
     );
@@ -957,7 +992,8 @@ fn g107_minimal_coordinator() {
         k.args,
         Some(words(
             "--host 0.0.0.0 --port 9300 --instance-timeout 30 --health-check-interval 10
-             --eviction-check-interval 5 --eviction-ratio 0.2 --trigger-watermark 1"
+             --eviction-check-interval 5 --eviction-ratio 0.2 --trigger-watermark 1
+             --hash-algorithm blake3"
         ))
     );
     assert_eq!(
@@ -986,8 +1022,7 @@ fn g108_coordinator_container_and_pod() {
     let k = &p.containers[0];
     assert_eq!(
         to_value(&k.ports),
-        json!([{"name": "http", "containerPort": 9300, "protocol": "TCP"},
-               {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}])
+        json!([{"name": "http", "containerPort": 9300, "protocol": "TCP"}])
     );
     assert_eq!(
         env_pairs(k.env.as_ref().unwrap()),
@@ -1015,23 +1050,30 @@ fn g108_coordinator_container_and_pod() {
         "no hostIPC, runtimeClassName or nodeSelector"
     );
 
+    // Metrics live on the HTTP port: disabling them is a flag, not a missing port.
     let c = coordinator("prometheus: {enabled: false}");
     let k = &c.deployment.spec.unwrap().template.spec.unwrap().containers[0];
     assert_eq!(k.ports.as_ref().unwrap().len(), 1);
+    assert_eq!(
+        k.args.as_ref().unwrap().last().map(String::as_str),
+        Some("--disable-metrics")
+    );
 }
 
 #[test]
-fn g109_blend_flags_and_extra_args() {
+fn g109_j3_blend_flags_and_extra_args() {
     let c = coordinator(
-        "blendChunkSize: 256\nblendProbeStride: 4\ninstanceTimeout: 12.5\nextraArgs: ['--port', '9400']",
+        "blendChunkSize: 256\nblendProbeStride: 4\nblendLookup: true\nhashAlgorithm: sha256_cbor\ninstanceTimeout: 12.5\nextraArgs: ['--timeout-keep-alive', '30']",
     );
     let k = &c.deployment.spec.unwrap().template.spec.unwrap().containers[0];
+    // J3: the released coordinator's spellings (`--blend-chunk-size` makes it exit 2).
     assert_eq!(
         k.args,
         Some(words(
             "--host 0.0.0.0 --port 9300 --instance-timeout 12.5 --health-check-interval 10
              --eviction-check-interval 5 --eviction-ratio 0.2 --trigger-watermark 1
-             --blend-chunk-size 256 --blend-probe-stride 4 --port 9400"
+             --hash-algorithm sha256_cbor --chunk-size 256 --blend-probe-stride 4
+             --enable-blend-lookup --timeout-keep-alive 30"
         ))
     );
     let c = coordinator("{}");
@@ -1039,7 +1081,11 @@ fn g109_blend_flags_and_extra_args() {
         .args
         .clone()
         .unwrap();
-    assert!(!a.iter().any(|a| a.starts_with("--blend")));
+    assert!(
+        !a.iter()
+            .any(|a| a.starts_with("--blend") || a.starts_with("--chunk-size"))
+    );
+    assert!(!a.contains(&"--enable-blend-lookup".to_string()));
 }
 
 #[test]
@@ -1050,14 +1096,14 @@ fn g110_metrics_service_and_service_monitor() {
     assert_eq!(
         service_spec(&ms),
         json!({"clusterIP": "None", "selector": coordinator_labels(false),
-               "ports": [{"name": "metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"}]})
+               "ports": [{"name": "metrics", "port": 9300, "targetPort": "http", "protocol": "TCP"}]})
     );
     let sm = c.service_monitor.unwrap();
     assert_eq!(sm.metadata.labels, Some(coordinator_labels(true)));
     assert_eq!(
         to_value(&sm.spec),
         json!({"selector": {"matchLabels": coordinator_labels(false)},
-               "endpoints": [{"port": "metrics", "interval": "30s"}]})
+               "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}]})
     );
     let c = coordinator("prometheus: {enabled: false, serviceMonitor: {enabled: true}}");
     assert!(c.metrics_service.is_none() && c.service_monitor.is_none());

@@ -54,7 +54,7 @@ pub(crate) fn finish(mut found: Vec<Found>) -> Result<(), Vec<FieldError>> {
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
-/// Validates an LMCacheEngine spec (E01..E20), errors in table order.
+/// Validates an LMCacheEngine spec (E01..E23), errors in table order.
 pub fn validate_engine(name: &str, spec: &EngineSpec) -> Result<(), Vec<FieldError>> {
     finish(engine_errors(Kind::Engine, name, spec))
 }
@@ -64,7 +64,7 @@ pub fn validate_blend_engine(name: &str, spec: &CacheBlendEngineSpec) -> Result<
     finish(blend_errors(name, spec))
 }
 
-/// Validates an LMCacheCoordinator spec (C01..C14).
+/// Validates an LMCacheCoordinator spec (C01..C15).
 pub fn validate_coordinator(name: &str, spec: &CoordinatorSpec) -> Result<(), Vec<FieldError>> {
     finish(coordinator_errors(name, spec))
 }
@@ -103,10 +103,16 @@ pub(crate) fn coordinator_errors(name: &str, spec: &CoordinatorSpec) -> Vec<Foun
     found
 }
 
-/// E11, E15, E20: the CEL rules of the engines.
+/// E11, E15, E20, E22, E23: the CEL rules of the engines.
 fn engine_cross_field(name: &str, spec: &EngineSpec, found: &mut Vec<Found>) {
     if spec.prometheus.enabled && spec.prometheus.port == spec.server.port {
         push(found, "E11", "spec.prometheus.port");
+    }
+    if spec.server.http_port == spec.server.port {
+        push(found, "E22", "spec.server.httpPort");
+    }
+    if spec.prometheus.enabled && spec.prometheus.port == spec.server.http_port {
+        push(found, "E23", "spec.server.httpPort");
     }
     if let Some(c) = &spec.coordinator
         && c.ref_.is_some() == c.url.is_some()

@@ -25,8 +25,8 @@
 //! # Messages
 //!
 //! Each failed rule is one [`FieldError`] displayed as `"<path>: <message>"`, with actual list
-//! indices (`spec.l2Backends[1].type: must be non-empty`). Errors come in table order (E01..E20,
-//! then B01..B07; C01..C14), list entries in index order; [`join`] makes the condition message:
+//! indices (`spec.l2Backends[1].type: must be non-empty`). Errors come in table order (E01..E23,
+//! then B01..B07; C01..C15), list entries in index order; [`join`] makes the condition message:
 //!
 //! ```
 //! use lmcache_api::v1alpha1::EngineSpec;
@@ -48,10 +48,12 @@
 mod check;
 mod decode;
 mod rules;
+mod warnings;
 
 pub use check::{is_name_valid, validate_blend_engine, validate_coordinator, validate_engine};
 pub use decode::{decode_blend_engine, decode_coordinator, decode_engine};
 pub use rules::{Constraint, DECODE_RULE, Kind, Mechanism, RULES, Rule};
+pub use warnings::{Warning, coordinator_warnings};
 
 use std::fmt;
 

@@ -268,6 +268,27 @@ pub const RULES: &[Rule] = &[
     ),
     rule("E20", ENGINES, "metadata.name", NAME_MESSAGE, &[at("", Cel)]),
     rule(
+        "E21",
+        ENGINES,
+        "spec.server.httpPort",
+        "must be in [1024, 65535]",
+        &[at("spec.server.httpPort", Min), at("spec.server.httpPort", Max)],
+    ),
+    rule(
+        "E22",
+        ENGINES,
+        "spec.server.httpPort",
+        "must differ from spec.server.port",
+        &[at("spec", Cel)],
+    ),
+    rule(
+        "E23",
+        ENGINES,
+        "spec.server.httpPort",
+        "must differ from spec.prometheus.port when prometheus is enabled",
+        &[at("spec", Cel)],
+    ),
+    rule(
         "B01",
         BLEND,
         "spec.server.chunkSize",
@@ -424,6 +445,13 @@ pub const RULES: &[Rule] = &[
         ],
     ),
     rule("C14", COORD, "metadata.name", NAME_MESSAGE, &[at("", Cel)]),
+    rule(
+        "C15",
+        COORD,
+        "spec.hashAlgorithm",
+        "must be one of builtin, sha256_cbor, blake3",
+        &[at("spec.hashAlgorithm", Enum)],
+    ),
 ];
 
 /// Rule id of a value that cannot be decoded and that no table rule covers (a wrong JSON type

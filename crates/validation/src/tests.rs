@@ -537,6 +537,48 @@ fn cases() -> Vec<Case> {
             json!({"spec": {"image": {"pullPolicy": "IfNotPresent"}}}),
         ),
         (
+            "E21",
+            ENGINES,
+            json!({"spec": {"server": {"httpPort": 80}}}),
+            &["spec.server.httpPort: must be in [1024, 65535]"],
+            json!({"spec": {"server": {"httpPort": 1024}}}),
+        ),
+        (
+            "E21",
+            ENGINES,
+            json!({"spec": {"server": {"httpPort": 65536}}}),
+            &["spec.server.httpPort: must be in [1024, 65535]"],
+            json!({"spec": {"server": {"httpPort": 65535}}}),
+        ),
+        (
+            "E22",
+            ENGINES,
+            json!({"spec": {"server": {"httpPort": 5555}}}),
+            &["spec.server.httpPort: must differ from spec.server.port"],
+            json!({"spec": {"server": {"httpPort": 5556}}}),
+        ),
+        (
+            "E22",
+            ENGINES,
+            json!({"spec": {"server": {"port": 8080}}}),
+            &["spec.server.httpPort: must differ from spec.server.port"],
+            json!({"spec": {"server": {"port": 8081}}}),
+        ),
+        (
+            "E23",
+            ENGINES,
+            json!({"spec": {"server": {"httpPort": 9090}}}),
+            &["spec.server.httpPort: must differ from spec.prometheus.port when prometheus is enabled"],
+            json!({"spec": {"server": {"httpPort": 9090}, "prometheus": {"enabled": false}}}),
+        ),
+        (
+            "E23",
+            ENGINES,
+            json!({"spec": {"prometheus": {"port": 8080}}}),
+            &["spec.server.httpPort: must differ from spec.prometheus.port when prometheus is enabled"],
+            json!({"spec": {"prometheus": {"port": 8081}}}),
+        ),
+        (
             "C12",
             COORD,
             json!({"spec": {"prometheus": {"port": 0}}}),
@@ -556,6 +598,13 @@ fn cases() -> Vec<Case> {
             json!({"metadata": {"name": "-coordinator"}}),
             &["metadata.name: must be a DNS-1035 label of at most 55 characters"],
             json!({"metadata": {"name": "coordinator-1"}}),
+        ),
+        (
+            "C15",
+            COORD,
+            json!({"spec": {"hashAlgorithm": "md5"}}),
+            &["spec.hashAlgorithm: must be one of builtin, sha256_cbor, blake3"],
+            json!({"spec": {"hashAlgorithm": "builtin"}}),
         ),
     ]
 }
@@ -618,9 +667,9 @@ fn rule_table_is_in_table_order_and_kinds_match_ids() {
     let ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
     let mut sorted = ids.clone();
     sorted.sort_by_key(|id| (id.starts_with('C'), id.starts_with('B'), *id));
-    // Table order: E01..E20, B01..B07, C01..C14.
+    // Table order: E01..E23, B01..B07, C01..C15.
     assert_eq!(ids, sorted);
-    assert_eq!(ids.len(), 20 + 1 + 7 + 14, "E16 has two rows");
+    assert_eq!(ids.len(), 23 + 1 + 7 + 15, "E16 has two rows");
     for r in RULES {
         let expected: &[Kind] = match (r.id.as_bytes()[0], r.id) {
             (_, "E07") => &[Kind::Engine],
@@ -1083,7 +1132,10 @@ fn crd_schemas_and_rules_agree() {
 
 #[test]
 fn cel_rules_carry_the_spec_messages() {
-    use lmcache_api::v1alpha1::{COORDINATOR_RULE_MESSAGE, NAME_RULE_MESSAGE, PORTS_RULE_MESSAGE};
+    use lmcache_api::v1alpha1::{
+        COORDINATOR_RULE_MESSAGE, HTTP_METRICS_PORT_RULE_MESSAGE, HTTP_PORT_RULE_MESSAGE, NAME_RULE_MESSAGE,
+        PORTS_RULE_MESSAGE,
+    };
     let row = |id: &str| RULES.iter().find(|r| r.id == id).unwrap();
     // The operator message is the CEL message with the path moved in front.
     assert_eq!(format!("metadata.name {}", row("E20").message), NAME_RULE_MESSAGE);
@@ -1096,5 +1148,13 @@ fn cel_rules_carry_the_spec_messages() {
     assert_eq!(
         row("E11").message,
         "must differ from spec.server.port when prometheus is enabled"
+    );
+    assert_eq!(
+        HTTP_PORT_RULE_MESSAGE,
+        "server.httpPort must differ from server.port"
+    );
+    assert_eq!(
+        HTTP_METRICS_PORT_RULE_MESSAGE,
+        "server.httpPort must differ from prometheus.port when prometheus is enabled"
     );
 }

@@ -150,6 +150,16 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
         fail::<K>(ctx, &target, obj.status(), reasons::VALIDATION_FAILED, &message).await?;
         return Ok(Outcome::Invalid);
     }
+    for warning in obj.warnings() {
+        ctx.publish(
+            &target.regarding,
+            target.generation,
+            EventType::Normal,
+            warning.reason,
+            &warning.message,
+        )
+        .await;
+    }
 
     // 3. Resolve the coordinator in the object's own namespace (MT-5).
     let coordinator_url = match obj.coordinator_ref() {

@@ -1,7 +1,10 @@
 //! `CacheBlendEngine`: the blend variant of the engine plus the webhook's injection settings.
 
 use super::common::{PullPolicy, default_image_tag, unit_fraction};
-use super::engine::{EngineSpec, NAME_RULE, NAME_RULE_MESSAGE, PORTS_RULE, PORTS_RULE_MESSAGE};
+use super::engine::{
+    EngineSpec, HTTP_METRICS_PORT_RULE, HTTP_METRICS_PORT_RULE_MESSAGE, HTTP_PORT_RULE,
+    HTTP_PORT_RULE_MESSAGE, NAME_RULE, NAME_RULE_MESSAGE, PORTS_RULE, PORTS_RULE_MESSAGE,
+};
 use super::schema;
 use super::status::EngineStatus;
 use garde::Validate;
@@ -35,7 +38,11 @@ pub const BLEND_CHUNK_SIZE: i32 = 256;
 #[serde(rename_all = "camelCase")]
 #[schemars(
     transform = blend_chunk_size,
-    extend("x-kubernetes-validations" = [{"rule": PORTS_RULE, "message": PORTS_RULE_MESSAGE}])
+    extend("x-kubernetes-validations" = [
+        {"rule": PORTS_RULE, "message": PORTS_RULE_MESSAGE},
+        {"rule": HTTP_PORT_RULE, "message": HTTP_PORT_RULE_MESSAGE},
+        {"rule": HTTP_METRICS_PORT_RULE, "message": HTTP_METRICS_PORT_RULE_MESSAGE},
+    ])
 )]
 pub struct CacheBlendEngineSpec {
     /// The fields shared with LMCacheEngine.
@@ -166,9 +173,11 @@ pub enum CudaGraphMode {
     /// `--enforce-eager`.
     #[default]
     Eager,
-    /// No flag.
+    /// `--compilation-config {"cudagraph_mode":"PIECEWISE"}` (vLLM 0.33 otherwise uses
+    /// `FULL_AND_PIECEWISE`).
     Piecewise,
-    /// `--compilation-config {"cudagraph_mode":"FULL_DECODE_ONLY"}`.
+    /// `--compilation-config {"cudagraph_mode":"FULL_DECODE_ONLY"}`. For both graph modes a
+    /// user's `--compilation-config`/`-cc` JSON object keeps its other keys.
     FullDecodeOnly,
 }
 

@@ -3,7 +3,7 @@
 use super::common::{
     ImageSpec, LogLevel, default_interval, default_metrics_port, default_true, positive, unit_fraction,
 };
-use super::engine::{NAME_RULE, NAME_RULE_MESSAGE};
+use super::engine::{HashAlgorithm, NAME_RULE, NAME_RULE_MESSAGE};
 use super::schema;
 use super::status::CoordinatorStatus;
 use garde::Validate;
@@ -119,16 +119,28 @@ pub struct CoordinatorSpec {
     pub trigger_watermark: f64,
 
     /// Tokens per chunk of the global CacheBlend directory (program default 256); must equal
-    /// the blend servers' chunk size. `--blend-chunk-size` is rendered only when set.
+    /// the blend servers' chunk size. `--chunk-size` is rendered only when set; it has no
+    /// effect unless `blendLookup` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(range(min = 1))]
     pub blend_chunk_size: Option<i32>,
 
     /// Positions between match probes (program default 1). `--blend-probe-stride` is rendered
-    /// only when set.
+    /// only when set; it has no effect unless `blendLookup` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(range(min = 1))]
     pub blend_probe_stride: Option<i32>,
+
+    /// Run the global CacheBlend fingerprint directory (`--enable-blend-lookup`).
+    #[serde(default)]
+    #[garde(skip)]
+    pub blend_lookup: bool,
+
+    /// Token hash algorithm of the blend directory (`--hash-algorithm`); must equal the
+    /// engines' `server.hashAlgorithm`.
+    #[serde(default)]
+    #[garde(skip)]
+    pub hash_algorithm: HashAlgorithm,
 
     /// Metrics.
     #[serde(default)]
@@ -224,6 +236,8 @@ impl Default for CoordinatorSpec {
             trigger_watermark: default_trigger_watermark(),
             blend_chunk_size: None,
             blend_probe_stride: None,
+            blend_lookup: false,
+            hash_algorithm: HashAlgorithm::default(),
             prometheus: CoordinatorPrometheus::default(),
             log_level: LogLevel::default(),
             resource_overrides: None,
@@ -246,11 +260,12 @@ impl Default for CoordinatorSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Validate)]
 #[serde(rename_all = "camelCase")]
 pub struct CoordinatorPrometheus {
-    /// Expose the metrics container port.
+    /// Serve `/metrics` on the HTTP port (`spec.port`); `false` renders `--disable-metrics`.
     #[serde(default = "default_true")]
     #[garde(skip)]
     pub enabled: bool,
-    /// Metrics port.
+    /// Unused by LMCache 0.5.6, which serves `/metrics` on the HTTP port; accepted so stored
+    /// objects stay valid.
     #[serde(default = "default_metrics_port")]
     #[garde(range(min = 1, max = 65535))]
     pub port: i32,

@@ -31,6 +31,15 @@ pub const PORTS_RULE: &str = "(has(self.prometheus) && has(self.prometheus.enabl
 /// Message of [`PORTS_RULE`].
 pub const PORTS_RULE_MESSAGE: &str =
     "prometheus.port must differ from server.port when prometheus is enabled";
+/// CEL rule on the engines' `spec` (E22): the HTTP frontend and the ZMQ server need two ports.
+pub const HTTP_PORT_RULE: &str = "((has(self.server) && has(self.server.httpPort)) ? self.server.httpPort : 8080) != ((has(self.server) && has(self.server.port)) ? self.server.port : 5555)";
+/// Message of [`HTTP_PORT_RULE`].
+pub const HTTP_PORT_RULE_MESSAGE: &str = "server.httpPort must differ from server.port";
+/// CEL rule on the engines' `spec` (E23): the exporter port, when enabled, is a third port.
+pub const HTTP_METRICS_PORT_RULE: &str = "(has(self.prometheus) && has(self.prometheus.enabled) && !self.prometheus.enabled) || ((has(self.prometheus) && has(self.prometheus.port)) ? self.prometheus.port : 9090) != ((has(self.server) && has(self.server.httpPort)) ? self.server.httpPort : 8080)";
+/// Message of [`HTTP_METRICS_PORT_RULE`].
+pub const HTTP_METRICS_PORT_RULE_MESSAGE: &str =
+    "server.httpPort must differ from prometheus.port when prometheus is enabled";
 
 /// Desired state of an LMCacheEngine. `CacheBlendEngine` embeds the same fields.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Validate)]
@@ -52,7 +61,11 @@ pub const PORTS_RULE_MESSAGE: &str =
     crates(kube_core = "::kube::core", k8s_openapi = "::k8s_openapi", schemars = "::schemars")
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{"rule": PORTS_RULE, "message": PORTS_RULE_MESSAGE}]))]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": PORTS_RULE, "message": PORTS_RULE_MESSAGE},
+    {"rule": HTTP_PORT_RULE, "message": HTTP_PORT_RULE_MESSAGE},
+    {"rule": HTTP_METRICS_PORT_RULE, "message": HTTP_METRICS_PORT_RULE_MESSAGE},
+]))]
 pub struct EngineSpec {
     /// Engine container image.
     #[serde(default)]
@@ -180,6 +193,9 @@ pub fn default_node_selector() -> BTreeMap<String, String> {
 fn default_server_port() -> i32 {
     5555
 }
+fn default_http_port() -> i32 {
+    8080
+}
 fn default_chunk_size() -> i32 {
     256
 }
@@ -195,6 +211,11 @@ pub struct ServerConfig {
     #[serde(default = "default_server_port")]
     #[garde(range(min = 1024, max = 65535))]
     pub port: i32,
+    /// Port of the server's HTTP frontend (`--http-port`, bound to `0.0.0.0`): `/metrics`, and
+    /// the API the coordinator calls back (L2 quota eviction, prefetch, delete). Unauthenticated.
+    #[serde(default = "default_http_port")]
+    #[garde(range(min = 1024, max = 65535))]
+    pub http_port: i32,
     /// Token chunk size (`--chunk-size`). CacheBlendEngine requires 256.
     #[serde(default = "default_chunk_size")]
     #[garde(range(min = 1))]
@@ -213,6 +234,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             port: default_server_port(),
+            http_port: default_http_port(),
             chunk_size: default_chunk_size(),
             max_workers: default_max_workers(),
             hash_algorithm: HashAlgorithm::default(),
@@ -311,11 +333,13 @@ impl EvictionPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Validate)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusConfig {
-    /// Expose Prometheus metrics.
+    /// Serve Prometheus metrics (`/metrics` on the HTTP frontend, `server.httpPort`); `false`
+    /// renders `--disable-metrics`.
     #[serde(default = "default_true")]
     #[garde(skip)]
     pub enabled: bool,
-    /// `/metrics` port.
+    /// Passed as `--prometheus-port`. LMCache 0.5.6 serves `/metrics` on the HTTP frontend
+    /// (`server.httpPort`) and does not open this port; kept for images that do.
     #[serde(default = "default_metrics_port")]
     #[garde(range(min = 1, max = 65535))]
     pub port: i32,
@@ -413,7 +437,7 @@ pub struct CoordinatorConnection {
     #[schemars(transform = schema::exclusive_minimum_zero)]
     #[garde(custom(positive))]
     pub heartbeat_interval: f64,
-    /// Report L2 store/lookup events for fleet eviction.
+    /// Report L2 store/lookup events for fleet eviction (`--coordinator-event-reporting`).
     #[serde(default)]
     #[garde(skip)]
     pub l2_event_reporting: bool,
