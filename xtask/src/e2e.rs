@@ -95,6 +95,8 @@ fn suite(layout: &Layout, args: &Args) -> anyhow::Result<()> {
         "-p",
         "lmcache-e2e",
         "--tests",
+        // Report every failing suite, not only the first.
+        "--no-fail-fast",
         "--",
         "--ignored",
         "--test-threads=4",

@@ -81,8 +81,12 @@ impl Kubectl {
         serde_json::from_str(&out).context("parsing kubectl JSON output")
     }
 
-    /// A blocking `kubectl delete namespace` for use in `Drop` (no runtime needed).
+    /// A blocking `kubectl delete namespace` for use in `Drop` (no runtime needed); first hands
+    /// the namespace's objects to the conformance suite when capturing is on.
     pub(crate) fn delete_namespace_blocking(&self, name: &str) {
+        if let Some(dir) = crate::capture::capture_dir() {
+            crate::capture::capture_namespace(&self.bin, &self.kubeconfig, name, &dir);
+        }
         let _ = std::process::Command::new(&self.bin)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)

@@ -20,6 +20,7 @@
 //! - [`json::assert_contains`]: subset comparison of JSON values with the differing path.
 
 pub mod audit;
+pub mod capture;
 mod cluster;
 pub mod crd;
 pub mod json;

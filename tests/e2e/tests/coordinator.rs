@@ -74,6 +74,8 @@ async fn g107_g108_g111_coordinator_deployment_service_status_and_columns() -> a
             "0.2",
             "--trigger-watermark",
             "1",
+            "--hash-algorithm",
+            "blake3",
         ])
     );
     assert_contains(
@@ -89,8 +91,7 @@ async fn g107_g108_g111_coordinator_deployment_service_status_and_columns() -> a
     assert_eq!(
         c["ports"],
         json!([
-            {"name": "http", "containerPort": 9300, "protocol": "TCP"},
-            {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}
+            {"name": "http", "containerPort": 9300, "protocol": "TCP"}
         ])
     );
     assert_eq!(c["env"], json!([{"name": "LMCACHE_LOG_LEVEL", "value": "INFO"}]));
@@ -150,8 +151,12 @@ async fn g107_g108_g111_coordinator_deployment_service_status_and_columns() -> a
     s.apply_cr(Kind::Coordinator, name, &json!({"port": 9300, "replicas": 0}))
         .await?;
     let coordinator = s
-        .wait_status(Kind::Coordinator, name, "Pending with 0 replicas", |st| {
-            st["phase"] == "Pending" && st["replicas"] == 0 && st["observedGeneration"] == 2
+        .wait_status(Kind::Coordinator, name, "Pending with 0 ready replicas", |st| {
+            // readyReplicas drops only once the old pod is gone: wait for it, not just the spec.
+            st["phase"] == "Pending"
+                && st["replicas"] == 0
+                && st["readyReplicas"] == 0
+                && st["observedGeneration"] == 2
         })
         .await?;
     assert_contains(

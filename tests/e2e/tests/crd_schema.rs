@@ -155,7 +155,7 @@ async fn a03_minimal_engine_stores_every_default() -> anyhow::Result<()> {
         &json!({
             "l1": {"sizeGB": 60},
             "image": {"repository": "lmcache/vllm-openai", "tag": "latest", "pullPolicy": "IfNotPresent"},
-            "server": {"port": 5555, "chunkSize": 256, "maxWorkers": 1, "hashAlgorithm": "blake3"},
+            "server": {"port": 5555, "httpPort": 8080, "chunkSize": 256, "maxWorkers": 1, "hashAlgorithm": "blake3"},
             "eviction": {"policy": "LRU", "triggerWatermark": 0.8, "evictionRatio": 0.2},
             "prometheus": {
                 "enabled": true,
@@ -230,6 +230,8 @@ async fn coordinator_defaults_follow_the_api_table() -> anyhow::Result<()> {
             "evictionRatio": 0.2,
             "triggerWatermark": 1.0,
             "prometheus": {"enabled": true, "port": 9090, "serviceMonitor": {"enabled": false, "interval": "30s"}},
+            "blendLookup": false,
+            "hashAlgorithm": "blake3",
             "logLevel": "INFO"
         }),
     )?;

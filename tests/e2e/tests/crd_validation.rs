@@ -492,3 +492,66 @@ async fn a17_service_monitor_interval_is_a_duration() -> anyhow::Result<()> {
     }
     check("a17", cases).await
 }
+
+#[tokio::test]
+#[ignore = "needs a cluster: cargo xtask e2e"]
+async fn j8_http_port_range_and_distinct_from_the_other_ports() -> anyhow::Result<()> {
+    let differ = "server.httpPort must differ from server.port";
+    let differ_metrics = "server.httpPort must differ from prometheus.port when prometheus is enabled";
+    let mut cases = Vec::new();
+    for kind in [Kind::Engine, Kind::BlendEngine] {
+        let k = kind.kind();
+        // E21
+        for bad in [80, 65536] {
+            cases.push(Case::rejected(
+                &format!("{k} httpPort {bad}"),
+                kind,
+                json!({"server": {"httpPort": bad}}),
+                &["spec.server.httpPort"],
+            ));
+        }
+        // E22
+        cases.push(Case::rejected(
+            &format!("{k} httpPort = port"),
+            kind,
+            json!({"server": {"port": 6000, "httpPort": 6000}}),
+            &["spec", differ],
+        ));
+        cases.push(Case::rejected(
+            &format!("{k} port = default httpPort"),
+            kind,
+            json!({"server": {"port": 8080}}),
+            &["spec", differ],
+        ));
+        // E23
+        cases.push(Case::rejected(
+            &format!("{k} httpPort = default prometheus.port"),
+            kind,
+            json!({"server": {"httpPort": 9090}}),
+            &["spec", differ_metrics],
+        ));
+        cases.push(Case::accepted(
+            &format!("{k} httpPort = prometheus.port, prometheus disabled"),
+            kind,
+            json!({"server": {"httpPort": 9090}, "prometheus": {"enabled": false}}),
+        ));
+        cases.push(Case::accepted(
+            &format!("{k} httpPort 8081"),
+            kind,
+            json!({"server": {"httpPort": 8081}}),
+        ));
+    }
+    // C15
+    cases.push(Case::rejected(
+        "LMCacheCoordinator hashAlgorithm md5",
+        Kind::Coordinator,
+        json!({"hashAlgorithm": "md5"}),
+        &["spec.hashAlgorithm", "Unsupported value"],
+    ));
+    cases.push(Case::accepted(
+        "LMCacheCoordinator hashAlgorithm builtin, blendLookup",
+        Kind::Coordinator,
+        json!({"hashAlgorithm": "builtin", "blendLookup": true}),
+    ));
+    check("j8", cases).await
+}

@@ -87,14 +87,15 @@ async fn b23_to_b27_b29_b41_to_b45_b52_b53_children_labels_owners_and_templates(
         c["env"],
         json!([
             {"name": "LMCACHE_LOG_LEVEL", "value": "INFO"},
-            {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}
+            {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
+            {"name": "PYTHONHASHSEED", "value": "0"}
         ])
     );
     assert_eq!(
         c["ports"],
         json!([
             {"name": "server", "containerPort": 5555, "protocol": "TCP"},
-            {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}
+            {"name": "http", "containerPort": 8080, "protocol": "TCP"}
         ])
     );
     assert_contains(
@@ -127,7 +128,7 @@ async fn b23_to_b27_b29_b41_to_b45_b52_b53_children_labels_owners_and_templates(
         metrics,
         &json!({"spec": {
             "clusterIP": "None",
-            "ports": [{"name": "metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"}]
+            "ports": [{"name": "metrics", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
         }}),
     )?;
     assert_eq!(
@@ -226,6 +227,7 @@ async fn b28_b66_spec_updates_change_the_image_and_remove_env_and_annotations() 
     let expected_env = json!([
         {"name": "LMCACHE_LOG_LEVEL", "value": "INFO"},
         {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
+        {"name": "PYTHONHASHSEED", "value": "0"},
         {"name": "FOO", "value": "bar"}
     ]);
     s.wait(

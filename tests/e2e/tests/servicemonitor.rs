@@ -98,7 +98,7 @@ fn check_engine_service_monitor(sm: &Value, engine: &Value, name: &str) -> anyho
     );
     assert_eq!(
         sm["spec"]["endpoints"],
-        json!([{"port": "metrics", "interval": "30s"}])
+        json!([{"port": "metrics", "path": "/metrics", "interval": "30s"}])
     );
     assert!(sm["spec"]["namespaceSelector"].is_null(), "{}", sm["spec"]);
     assert_controlled_by(sm, Kind::Engine, engine)
@@ -176,13 +176,13 @@ async fn b56_to_b59_g110_service_monitors_without_and_then_with_the_monitoring_a
     );
     assert_eq!(
         coordinator_sm["spec"]["endpoints"],
-        json!([{"port": "metrics", "interval": "30s"}])
+        json!([{"port": "metrics", "path": "/metrics", "interval": "30s"}])
     );
     assert_controlled_by(&coordinator_sm, Kind::Coordinator, &coordinator)?;
     let metrics = s.must_get(Res::Service, "my-coordinator-metrics").await?;
     assert_contains(
         &metrics,
-        &json!({"spec": {"clusterIP": "None", "ports": [{"name": "metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"}]}}),
+        &json!({"spec": {"clusterIP": "None", "ports": [{"name": "metrics", "port": 9300, "targetPort": "http", "protocol": "TCP"}]}}),
     )?;
 
     // MTT-14: the same name in another namespace gets its own, namespace-local ServiceMonitor.

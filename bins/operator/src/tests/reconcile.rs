@@ -802,3 +802,38 @@ async fn recreated_engine_never_adopts_old_children() {
     // The new incarnation got its own NameConflict event (per-UID state).
     assert_eq!(event_reasons(&h), ["Warning NameConflict"]);
 }
+
+#[tokio::test]
+async fn blend_tunables_without_blend_lookup_are_reported_once() {
+    let mut h = Harness::new(true);
+    let spec = json!({"blendChunkSize": 256, "blendProbeStride": 4});
+    h.create(COORDINATORS, "LMCacheCoordinator", "default", "c", spec);
+    h.reconcile_and_sync::<LMCacheCoordinator>("default", "c").await;
+    let events = h.fake.take_events();
+    let lookup: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["reason"] == "BlendLookupDisabled")
+        .collect();
+    assert_eq!(lookup.len(), 1, "{events:?}");
+    assert_eq!(lookup[0]["type"], "Normal");
+    assert_eq!(
+        lookup[0]["note"],
+        "spec.blendChunkSize and spec.blendProbeStride have no effect while spec.blendLookup is false"
+    );
+    // The args are still rendered (they are valid), and a second reconcile says nothing new.
+    let d = h.fake.get("deployments", "default", "c").unwrap();
+    let args = d["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("\"--chunk-size\",\"256\"") && !args.contains("--enable-blend-lookup"));
+    h.reconcile_and_sync::<LMCacheCoordinator>("default", "c").await;
+    assert!(h.fake.take_events().is_empty());
+
+    // With the directory on there is nothing to report.
+    let on = json!({"blendChunkSize": 256, "blendProbeStride": 4, "blendLookup": true});
+    h.update_spec(COORDINATORS, "default", "c", on);
+    h.reconcile_and_sync::<LMCacheCoordinator>("default", "c").await;
+    let reasons = event_reasons(&h);
+    assert!(
+        !reasons.iter().any(|r| r.contains("BlendLookupDisabled")),
+        "{reasons:?}"
+    );
+}
