@@ -17,6 +17,13 @@ pub enum Error {
     /// The object lacks a field every stored object has.
     #[error("object has no {0}")]
     MissingField(&'static str),
+    /// The API server rejected children (reported in the status and Events; retried with
+    /// backoff).
+    #[error("children rejected: {0}")]
+    Rejected(String),
+    /// The object's namespace is being deleted: nothing more is written there.
+    #[error("namespace is being terminated")]
+    NamespaceTerminating,
     /// A referenced coordinator exists but could not be decoded.
     #[error("LMCacheCoordinator {namespace}/{name} cannot be read: {message}")]
     UnreadableCoordinator {
@@ -37,6 +44,8 @@ impl Error {
             Self::Json(_) => "json",
             Self::Render(_) => "render",
             Self::MissingField(_) => "missing-field",
+            Self::Rejected(_) => "rejected",
+            Self::NamespaceTerminating => "namespace-terminating",
             Self::UnreadableCoordinator { .. } => "unreadable-coordinator",
         }
     }

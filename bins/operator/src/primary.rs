@@ -4,7 +4,7 @@ use crate::context::Stores;
 use crate::error::Error;
 use crate::keys::Kind;
 use crate::reconcile::plan::Plan;
-use crate::reconcile::status;
+use crate::reconcile::status::{self, ApplyFailure, CommonStatus, Observed, pods};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 use kube::core::DeserializeGuard;
@@ -33,7 +33,7 @@ pub trait Primary:
     /// Which kind.
     const KIND: Kind;
     /// Its status type.
-    type Status: Clone + Debug + Default + PartialEq + Serialize + DeserializeOwned + Send + Sync;
+    type Status: CommonStatus + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync;
 
     /// Decodes a raw stored object, applying defaults, with the spec's error messages.
     fn decode(raw: &Value) -> Result<Self, String>;
@@ -51,14 +51,12 @@ pub trait Primary:
     }
     /// Renders the children.
     fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error>;
-    /// Status after a successful reconcile.
-    fn ready_status(&self, live: &LiveChildren, stores: &Stores, generation: i64, now: &Time)
-    -> Self::Status;
-    /// Status when the spec is unusable.
-    fn failed_status(
-        old: Option<&Self::Status>,
-        reason: &str,
-        message: &str,
+    /// Status after the apply step; `failure` names the children the API server rejected.
+    fn ready_status(
+        &self,
+        live: &LiveChildren,
+        stores: &Stores,
+        failure: Option<&ApplyFailure>,
         generation: i64,
         now: &Time,
     ) -> Self::Status;
@@ -80,39 +78,59 @@ fn engine_status(
     spec: &EngineSpec,
     live: &LiveChildren,
     stores: &Stores,
+    failure: Option<&ApplyFailure>,
     generation: i64,
     now: &Time,
 ) -> EngineStatus {
     let name = meta.name.as_deref().unwrap_or_default();
     let namespace = meta.namespace.as_deref().unwrap_or_default();
     let ds = live.get(&(crate::children::ChildKind::DaemonSet, name.to_string()));
-    let count = |field: &str| {
-        ds.and_then(|d| d.pointer(field))
-            .and_then(Value::as_i64)
-            .and_then(|v| i32::try_from(v).ok())
-            .unwrap_or(0)
-    };
+    let count = |field: &str| read_count(ds, field);
     let ds_uid = ds
         .and_then(|d| d.pointer("/metadata/uid"))
         .and_then(Value::as_str);
-    let selector = selector_labels(Component::CacheEngine, name);
-    let pods = stores.pods.state_filter(|p| {
+    // Without a DaemonSet there are no pods of ours (a stray pod with our labels is not one).
+    let own = match ds_uid {
+        Some(uid) => pods::workload_pods(
+            &instance_pods(stores, namespace, name),
+            namespace,
+            &selector_labels(Component::CacheEngine, name),
+            Some(uid),
+        ),
+        None => Vec::new(),
+    };
+    let observed = Observed {
+        desired: count("/status/desiredNumberScheduled"),
+        ready: count("/status/numberReady"),
+        not_ready: pods::not_ready_detail(&own),
+    };
+    let endpoints = pods::endpoints(&own, spec.server.port);
+    status::engine_ready_status(old, &observed, endpoints, failure, generation, now)
+}
+
+/// The cached pods of `namespace` labelled `instance: name` (engine or coordinator pods).
+fn instance_pods(
+    stores: &Stores,
+    namespace: &str,
+    name: &str,
+) -> Vec<std::sync::Arc<k8s_openapi::api::core::v1::Pod>> {
+    stores.pods.state_filter(|p| {
         p.metadata.namespace.as_deref() == Some(namespace)
             && p.metadata
                 .labels
                 .as_ref()
                 .and_then(|l| l.get(labels::INSTANCE))
                 .is_some_and(|i| i == name)
-    });
-    let endpoints = status::engine_endpoints(&pods, namespace, name, &selector, ds_uid, spec.server.port);
-    status::engine_ready_status(
-        old,
-        count("/status/desiredNumberScheduled"),
-        count("/status/numberReady"),
-        endpoints,
-        generation,
-        now,
-    )
+    })
+}
+
+/// An integer field of a live child, 0 when absent.
+fn read_count(child: Option<&Value>, field: &str) -> i32 {
+    child
+        .and_then(|d| d.pointer(field))
+        .and_then(Value::as_i64)
+        .and_then(|v| i32::try_from(v).ok())
+        .unwrap_or(0)
 }
 
 fn join(errors: &[lmcache_validation::FieldError]) -> String {
@@ -148,6 +166,7 @@ impl Primary for LMCacheEngine {
         &self,
         live: &LiveChildren,
         stores: &Stores,
+        failure: Option<&ApplyFailure>,
         generation: i64,
         now: &Time,
     ) -> EngineStatus {
@@ -157,18 +176,10 @@ impl Primary for LMCacheEngine {
             &self.spec,
             live,
             stores,
+            failure,
             generation,
             now,
         )
-    }
-    fn failed_status(
-        old: Option<&EngineStatus>,
-        reason: &str,
-        message: &str,
-        generation: i64,
-        now: &Time,
-    ) -> EngineStatus {
-        status::engine_failed_status(old, reason, message, generation, now)
     }
     fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
         &stores.engines
@@ -204,6 +215,7 @@ impl Primary for CacheBlendEngine {
         &self,
         live: &LiveChildren,
         stores: &Stores,
+        failure: Option<&ApplyFailure>,
         generation: i64,
         now: &Time,
     ) -> EngineStatus {
@@ -213,18 +225,10 @@ impl Primary for CacheBlendEngine {
             &self.spec.engine,
             live,
             stores,
+            failure,
             generation,
             now,
         )
-    }
-    fn failed_status(
-        old: Option<&EngineStatus>,
-        reason: &str,
-        message: &str,
-        generation: i64,
-        now: &Time,
-    ) -> EngineStatus {
-        status::engine_failed_status(old, reason, message, generation, now)
     }
     fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
         &stores.blend_engines
@@ -259,37 +263,37 @@ impl Primary for LMCacheCoordinator {
     fn ready_status(
         &self,
         live: &LiveChildren,
-        _: &Stores,
+        stores: &Stores,
+        failure: Option<&ApplyFailure>,
         generation: i64,
         now: &Time,
     ) -> CoordinatorStatus {
         let name = self.metadata.name.as_deref().unwrap_or_default();
         let namespace = self.metadata.namespace.as_deref().unwrap_or_default();
         let deployment = live.get(&(crate::children::ChildKind::Deployment, name.to_string()));
-        let read = |field: &str| {
-            deployment
-                .and_then(|d| d.pointer(field))
-                .and_then(Value::as_i64)
-                .and_then(|v| i32::try_from(v).ok())
-                .unwrap_or(0)
+        // Coordinator pods are controlled by the Deployment's ReplicaSets: the selector decides.
+        let own = match deployment {
+            Some(_) => pods::workload_pods(
+                &instance_pods(stores, namespace, name),
+                namespace,
+                &selector_labels(Component::Coordinator, name),
+                None,
+            ),
+            None => Vec::new(),
+        };
+        let observed = Observed {
+            desired: read_count(deployment, "/spec/replicas"),
+            ready: read_count(deployment, "/status/readyReplicas"),
+            not_ready: pods::not_ready_detail(&own),
         };
         status::coordinator_ready_status(
             self.status.as_ref(),
-            read("/spec/replicas"),
-            read("/status/readyReplicas"),
+            &observed,
             coordinator_url(name, namespace, self.spec.port),
+            failure,
             generation,
             now,
         )
-    }
-    fn failed_status(
-        old: Option<&CoordinatorStatus>,
-        reason: &str,
-        message: &str,
-        generation: i64,
-        now: &Time,
-    ) -> CoordinatorStatus {
-        status::coordinator_failed_status(old, reason, message, generation, now)
     }
     fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
         &stores.coordinators

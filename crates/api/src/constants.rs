@@ -74,6 +74,9 @@ pub mod conditions {
     pub const ALL_INSTANCES_READY: &str = "AllInstancesReady";
     /// The spec passed validation and is usable.
     pub const CONFIG_VALID: &str = "ConfigValid";
+    /// Summary, last in the list: `True` exactly when the phase is `Running`
+    /// (`kubectl wait --for=condition=Ready`).
+    pub const READY: &str = "Ready";
 }
 
 /// Condition reasons (also used as Event reasons where they match).
@@ -98,6 +101,12 @@ pub mod reasons {
     pub const NAME_CONFLICT: &str = "NameConflict";
     /// Event: ServiceMonitor wanted but the API is not served.
     pub const SERVICE_MONITOR_UNAVAILABLE: &str = "ServiceMonitorUnavailable";
+    /// `Ready=True`.
+    pub const RUNNING: &str = "Running";
+    /// `Ready=False`: nothing is desired yet (no matching node, or 0 replicas).
+    pub const PENDING: &str = "Pending";
+    /// `Ready=False` and Warning Event: the API server rejected a child.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
     /// Event: a coordinator sets blend-directory tunables while `blendLookup` is false.
     pub const BLEND_LOOKUP_DISABLED: &str = "BlendLookupDisabled";
     /// `ConfigValid=True` message.

@@ -1,7 +1,8 @@
 //! Apply step: server-side apply of every child that is not already converged, then deletion of
-//! unwanted children this custom resource controls (engine.md §2.3, §7.2).
+//! unwanted children this custom resource controls (engine.md §2.3, §7.2). A child the API
+//! server rejects does not stop the others (lifecycle.md §2).
 
-use crate::children::{FIELD_MANAGER, controller_uid};
+use crate::children::{ChildKind, FIELD_MANAGER, controller_uid};
 use crate::context::Context;
 use crate::error::Error;
 use crate::primary::LiveChildren;
@@ -20,6 +21,39 @@ pub struct Applied {
     pub updated: Vec<String>,
     /// Unwanted children that were deleted.
     pub deleted: Vec<String>,
+    /// Children the API server rejected.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A child the API server refused to apply: a 4xx that retrying the same body cannot fix
+/// (`400 BadRequest`, `403 Forbidden` from RBAC or an admission policy, `422 Invalid`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// Kind of the child.
+    pub kind: ChildKind,
+    /// `<Kind> <namespace>/<name>: <API message>`.
+    pub message: String,
+}
+
+/// How the API server answered an apply.
+enum Refusal {
+    /// Rejected for good: report it and go on with the other children.
+    Rejected(String),
+    /// The namespace is being deleted: stop, nothing can be created there any more.
+    NamespaceTerminating,
+}
+
+fn refusal(error: &kube::Error) -> Option<Refusal> {
+    let kube::Error::Api(status) = error else {
+        return None;
+    };
+    match status.code {
+        403 if status.message.contains("because it is being terminated") => {
+            Some(Refusal::NamespaceTerminating)
+        }
+        400 | 403 | 422 => Some(Refusal::Rejected(status.message.clone())),
+        _ => None,
+    }
 }
 
 /// Applies `plan`. `live` holds the current children (ours, from the ownership check) and is
@@ -39,11 +73,6 @@ pub async fn apply_children(
             continue;
         }
         let label = format!("{} {namespace}/{}", child.kind, child.name);
-        if current.is_some() {
-            applied.updated.push(label);
-        } else {
-            applied.created.push(label);
-        }
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), namespace, &child.kind.api_resource());
         let response = api
@@ -52,7 +81,26 @@ pub async fn apply_children(
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&child.body),
             )
-            .await?;
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => match refusal(&error) {
+                Some(Refusal::Rejected(message)) => {
+                    applied.rejected.push(Rejected {
+                        kind: child.kind,
+                        message: format!("{label}: {message}"),
+                    });
+                    continue;
+                }
+                Some(Refusal::NamespaceTerminating) => return Err(Error::NamespaceTerminating),
+                None => return Err(error.into()),
+            },
+        };
+        if current.is_some() {
+            applied.updated.push(label);
+        } else {
+            applied.created.push(label);
+        }
         live.insert(key, serde_json::to_value(&response)?);
     }
     for (kind, name) in &plan.delete_if_owned {

@@ -41,6 +41,8 @@ pub enum Outcome {
     Conflict,
     /// The object is gone.
     Gone,
+    /// The object or its namespace is being deleted: nothing is written (lifecycle.md §1).
+    Deleting,
 }
 
 impl Outcome {
@@ -49,13 +51,13 @@ impl Outcome {
         match self {
             Self::Converged => Action::requeue(RESYNC),
             Self::Conflict => Action::requeue(CONFLICT_RETRY),
-            Self::Invalid | Self::Gone => Action::await_change(),
+            Self::Invalid | Self::Gone | Self::Deleting => Action::await_change(),
         }
     }
 
     fn metric(self) -> ReconcileResult {
         match self {
-            Self::Converged | Self::Gone => ReconcileResult::Success,
+            Self::Converged | Self::Gone | Self::Deleting => ReconcileResult::Success,
             Self::Invalid => ReconcileResult::Invalid,
             Self::Conflict => ReconcileResult::Conflict,
         }
@@ -75,7 +77,13 @@ pub async fn reconcile<K: Primary>(
         namespace = meta.namespace.as_deref().unwrap_or_default(),
         name = meta.name.as_deref().unwrap_or_default(),
     );
-    let outcome = tracing::Instrument::instrument(run::<K>(&guard, &ctx), span.clone()).await;
+    let outcome = tracing::Instrument::instrument(run::<K>(&guard, &ctx), span.clone())
+        .await
+        .or_else(|error| match error {
+            // Creating in a terminating namespace fails for good: no retry, no status.
+            Error::NamespaceTerminating => Ok(Outcome::Deleting),
+            error => Err(error),
+        });
     let _entered = span.enter();
     let result = outcome.as_ref().map_or(ReconcileResult::Error, |o| o.metric());
     ctx.metrics
@@ -127,6 +135,13 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
         regarding: guard.object_ref(&()),
     };
     let uid = meta.uid.as_deref().ok_or(Error::MissingField("metadata.uid"))?;
+    // An object being deleted (foreground cascade, orphan, someone's finalizer) gets no new or
+    // updated children and no status: re-creating a child the garbage collector just deleted
+    // would keep a foreground deletion waiting forever.
+    if meta.deletion_timestamp.is_some() {
+        tracing::debug!("being deleted; nothing to do");
+        return Ok(Outcome::Deleting);
+    }
 
     // 1. Read.
     let obj = match dereference::dereference(&ctx.client, guard).await? {
@@ -233,9 +248,27 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
             .await;
         }
     }
+    let failure = rejection_report(&applied.rejected);
+    for rejected in &applied.rejected {
+        tracing::warn!(message = %rejected.message, "child rejected by the API server");
+        ctx.publish(
+            &target.regarding,
+            target.generation,
+            EventType::Warning,
+            reasons::APPLY_FAILED,
+            &rejected.message,
+        )
+        .await;
+    }
 
-    // 7. Status.
-    let new_status = obj.ready_status(&live, &ctx.stores, target.generation, &status::now());
+    // 7. Status (also after a rejection: the user must see it).
+    let new_status = obj.ready_status(
+        &live,
+        &ctx.stores,
+        failure.as_ref(),
+        target.generation,
+        &status::now(),
+    );
     status::write_status(
         &ctx.client,
         &ApiResource::erase::<K>(&()),
@@ -245,7 +278,30 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
         &new_status,
     )
     .await?;
-    Ok(Outcome::Converged)
+    match failure {
+        // Retried with the per-object backoff: a policy or a quota may change.
+        Some(failure) => Err(Error::Rejected(failure.message)),
+        None => Ok(Outcome::Converged),
+    }
+}
+
+/// The status' view of the rejected children: one message, and whether the phase fails (any
+/// child but a ServiceMonitor).
+fn rejection_report(rejected: &[apply::Rejected]) -> Option<status::ApplyFailure> {
+    if rejected.is_empty() {
+        return None;
+    }
+    let message = rejected
+        .iter()
+        .map(|r| r.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(status::ApplyFailure {
+        message,
+        affects_phase: rejected
+            .iter()
+            .any(|r| r.kind != crate::children::ChildKind::ServiceMonitor),
+    })
 }
 
 /// Records an unusable spec: `ConfigValid=False` with `reason`, phase `Failed`, a Warning Event;
@@ -266,7 +322,8 @@ async fn fail<K: Primary>(
         message,
     )
     .await;
-    let new_status = K::failed_status(old, reason, message, target.generation, &status::now());
+    let new_status: K::Status =
+        status::failed_status(old, reason, message, target.generation, &status::now());
     status::write_status(
         &ctx.client,
         &ApiResource::erase::<K>(&()),

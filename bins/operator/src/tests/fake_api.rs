@@ -19,6 +19,9 @@ struct State {
     requests: Vec<(Method, String)>,
     events: Vec<Value>,
     counter: u64,
+    /// Applies of `(plural, name)` answered with this code and message (a webhook, a policy,
+    /// a schema the fake does not know).
+    rejections: BTreeMap<(String, String), (u16, String)>,
 }
 
 /// The fake API server. Cheap to clone.
@@ -130,6 +133,19 @@ impl FakeApi {
                 Some(obj) => (StatusCode::OK, obj.clone()),
                 None => (StatusCode::NOT_FOUND, status(404, "NotFound")),
             },
+            (Method::PATCH, None)
+                if state
+                    .rejections
+                    .contains_key(&(target.plural.clone(), name.clone())) =>
+            {
+                let (code, message) = state.rejections[&(target.plural.clone(), name.clone())].clone();
+                let mut answer = status(code, "Invalid");
+                answer["message"] = json!(message);
+                (
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+                    answer,
+                )
+            }
             (Method::PATCH, None) => {
                 let applied: Value = serde_json::from_slice(body).unwrap_or_default();
                 let manager = query_param(uri, "fieldManager").unwrap_or_default();
@@ -175,6 +191,23 @@ impl FakeApi {
             },
             _ => (StatusCode::METHOD_NOT_ALLOWED, status(405, "MethodNotAllowed")),
         }
+    }
+
+    /// Answers every apply of `plural/name` with `code` and `message` until [`Self::accept`].
+    pub fn reject(&self, plural: &str, name: &str, code: u16, message: &str) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .rejections
+            .insert((plural.into(), name.into()), (code, message.into()));
+    }
+
+    /// Stops rejecting applies of `plural/name`.
+    pub fn accept(&self, plural: &str, name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .rejections
+            .remove(&(plural.to_string(), name.to_string()));
     }
 
     /// Stores `obj` as if created by someone (keeps its metadata as given).

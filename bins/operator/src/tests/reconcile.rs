@@ -837,3 +837,120 @@ async fn blend_tunables_without_blend_lookup_are_reported_once() {
         "{reasons:?}"
     );
 }
+
+#[tokio::test]
+async fn an_object_being_deleted_gets_no_write_and_no_requeue() {
+    let mut h = converged_engine().await;
+    // Foreground deletion: the garbage collector removes the children first.
+    h.fake.edit(ENGINES, "default", "my-cache", |o| {
+        o["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+        o["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+    });
+    h.fake.remove("configmaps", "default", "my-cache-connection");
+    h.fake.remove("services", "default", "my-cache");
+    h.sync();
+    let action = h.reconcile::<LMCacheEngine>("default", "my-cache").await.unwrap();
+    assert_eq!(action, Action::await_change());
+    assert!(writes(&h.fake.take_requests()).is_empty());
+    assert!(
+        h.fake
+            .get("configmaps", "default", "my-cache-connection")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_child_is_reported_and_the_others_still_apply() {
+    let mut h = Harness::new(true);
+    let message = "DaemonSet.apps \"my-cache\" is invalid: spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"missing\"";
+    h.fake.reject("daemonsets", "my-cache", 422, message);
+    h.create(ENGINES, "LMCacheEngine", "default", "my-cache", minimal());
+    let result = h.reconcile::<LMCacheEngine>("default", "my-cache").await;
+    assert!(result.is_err(), "retried with backoff");
+    h.sync();
+    // The Services and the ConfigMap exist; the status says why the engine is not Running.
+    for (plural, name) in [
+        ("services", "my-cache"),
+        ("services", "my-cache-metrics"),
+        ("configmaps", "my-cache-connection"),
+    ] {
+        assert!(h.fake.get(plural, "default", name).is_some(), "{plural}/{name}");
+    }
+    let status = h.status(ENGINES, "default", "my-cache");
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["observedGeneration"], 1);
+    let ready = h.condition(ENGINES, "default", "my-cache", "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "ApplyFailed");
+    assert_eq!(ready["message"], format!("DaemonSet default/my-cache: {message}"));
+    assert_eq!(
+        h.condition(ENGINES, "default", "my-cache", "ConfigValid")["status"],
+        "True"
+    );
+    let events = h.fake.take_events();
+    let failed: Vec<&Value> = events.iter().filter(|e| e["reason"] == "ApplyFailed").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["type"], "Warning");
+    assert_eq!(failed[0]["note"], ready["message"]);
+
+    // The same failure again: no second Event, no status write.
+    h.fake.take_requests();
+    assert!(h.reconcile::<LMCacheEngine>("default", "my-cache").await.is_err());
+    let requests = h.fake.take_requests();
+    let w = writes(&requests);
+    assert!(w.iter().all(|w| w.contains("/daemonsets/")), "{w:?}");
+    assert!(h.fake.take_events().is_empty());
+
+    // Fixed (the policy changed): the DaemonSet is created and the phase recovers.
+    h.fake.accept("daemonsets", "my-cache");
+    h.reconcile_and_sync::<LMCacheEngine>("default", "my-cache").await;
+    assert!(h.fake.get("daemonsets", "default", "my-cache").is_some());
+    let status = h.status(ENGINES, "default", "my-cache");
+    assert_eq!(status["phase"], "Pending");
+    assert_eq!(
+        h.condition(ENGINES, "default", "my-cache", "Ready")["reason"],
+        "Pending"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_service_monitor_never_blocks_the_status() {
+    let mut h = Harness::new(true);
+    h.fake
+        .reject("servicemonitors", "my-cache", 403, "denied by policy");
+    let spec = json!({"l1": {"sizeGB": 60}, "prometheus": {"serviceMonitor": {"enabled": true}}});
+    h.create(ENGINES, "LMCacheEngine", "default", "my-cache", spec);
+    assert!(h.reconcile::<LMCacheEngine>("default", "my-cache").await.is_err());
+    h.sync();
+    h.fake.edit("daemonsets", "default", "my-cache", |d| {
+        d["status"] = json!({"desiredNumberScheduled": 1, "numberReady": 1});
+    });
+    h.sync();
+    assert!(h.reconcile::<LMCacheEngine>("default", "my-cache").await.is_err());
+    h.sync();
+    let status = h.status(ENGINES, "default", "my-cache");
+    assert_eq!(status["phase"], "Running");
+    let ready = h.condition(ENGINES, "default", "my-cache", "Ready");
+    assert_eq!(ready["status"], "True");
+    assert_eq!(
+        ready["message"],
+        "1/1 instances ready; ServiceMonitor default/my-cache: denied by policy"
+    );
+}
+
+#[tokio::test]
+async fn a_terminating_namespace_stops_without_status_or_retry() {
+    let mut h = Harness::new(true);
+    h.fake.reject(
+        "daemonsets",
+        "my-cache",
+        403,
+        "daemonsets.apps \"my-cache\" is forbidden: unable to create new content in namespace default because it is being terminated",
+    );
+    h.create(ENGINES, "LMCacheEngine", "default", "my-cache", minimal());
+    let action = h.reconcile::<LMCacheEngine>("default", "my-cache").await.unwrap();
+    assert_eq!(action, Action::await_change());
+    let requests = h.fake.take_requests();
+    let w = writes(&requests);
+    assert_eq!(w, ["PATCH /apis/apps/v1/namespaces/default/daemonsets/my-cache"]);
+}

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EngineStatus {
-    /// `Pending`, `Running`, `Degraded` or `Failed`.
+    /// `Pending`, `Running`, `Degraded` or `Failed` (validation, a missing coordinator, a name
+    /// conflict, or a workload, Service or ConfigMap the API server rejected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// Ready engine pods (DaemonSet `status.numberReady`).
@@ -20,7 +21,7 @@ pub struct EngineStatus {
     /// One entry per engine pod, sorted by node name, then pod name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Vec<Endpoint>>,
-    /// `Available`, `AllInstancesReady` and `ConfigValid`.
+    /// `Available`, `AllInstancesReady`, `ConfigValid` and, last, `Ready`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Option<Vec<Condition>>,
@@ -50,7 +51,8 @@ pub struct Endpoint {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CoordinatorStatus {
-    /// `Pending`, `Running`, `Degraded` or `Failed`.
+    /// `Pending`, `Running`, `Degraded` or `Failed` (validation, a missing coordinator, a name
+    /// conflict, or a workload, Service or ConfigMap the API server rejected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// Desired replicas (Deployment `spec.replicas`).
@@ -65,7 +67,7 @@ pub struct CoordinatorStatus {
     /// `metadata.generation` of the spec last processed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Available`, `AllInstancesReady` and `ConfigValid`.
+    /// `Available`, `AllInstancesReady`, `ConfigValid` and, last, `Ready`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Option<Vec<Condition>>,

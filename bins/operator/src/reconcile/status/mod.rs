@@ -1,0 +1,216 @@
+//! Status computation (engine.md §9, coordinator.md §6, lifecycle.md §2–§3) and the status
+//! write, which happens only when the computed status differs from the stored one.
+
+pub mod conditions;
+pub mod pods;
+
+pub use conditions::{ApplyFailure, Observed, Unit};
+
+use crate::children::STATUS_FIELD_MANAGER;
+use crate::error::Error;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::{ApiResource, DynamicObject};
+use lmcache_api::constants::phases;
+use lmcache_api::v1alpha1::{CoordinatorStatus, Endpoint, EngineStatus};
+use serde::Serialize;
+use serde_json::json;
+
+/// Now, truncated to whole seconds (what the API server stores), so a status written once
+/// compares equal when read back.
+pub fn now() -> Time {
+    let now = Timestamp::now();
+    Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
+/// The parts of a status every kind has, so the unusable-spec status is built once.
+pub trait CommonStatus: Clone + Default {
+    /// The conditions list.
+    fn conditions_mut(&mut self) -> &mut Option<Vec<Condition>>;
+    /// `status.phase`.
+    fn phase_mut(&mut self) -> &mut Option<String>;
+    /// `status.observedGeneration`.
+    fn observed_generation_mut(&mut self) -> &mut Option<i64>;
+}
+
+impl CommonStatus for EngineStatus {
+    fn conditions_mut(&mut self) -> &mut Option<Vec<Condition>> {
+        &mut self.conditions
+    }
+    fn phase_mut(&mut self) -> &mut Option<String> {
+        &mut self.phase
+    }
+    fn observed_generation_mut(&mut self) -> &mut Option<i64> {
+        &mut self.observed_generation
+    }
+}
+
+impl CommonStatus for CoordinatorStatus {
+    fn conditions_mut(&mut self) -> &mut Option<Vec<Condition>> {
+        &mut self.conditions
+    }
+    fn phase_mut(&mut self) -> &mut Option<String> {
+        &mut self.phase
+    }
+    fn observed_generation_mut(&mut self) -> &mut Option<i64> {
+        &mut self.observed_generation
+    }
+}
+
+/// Status when the spec is not usable: `ConfigValid` and `Ready` become `False` with `reason`,
+/// `phase: Failed`, `observedGeneration`; counts, endpoints and the other conditions keep their
+/// values.
+pub fn failed_status<S: CommonStatus>(
+    old: Option<&S>,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    now: &Time,
+) -> S {
+    let mut status = old.cloned().unwrap_or_default();
+    let conds = conditions::unusable(status.conditions_mut().as_ref(), reason, message, generation, now);
+    *status.conditions_mut() = Some(conds);
+    *status.phase_mut() = Some(phases::FAILED.to_string());
+    *status.observed_generation_mut() = Some(generation);
+    status
+}
+
+/// Engine status after a reconcile that applied (or tried to apply) the children.
+pub fn engine_ready_status(
+    old: Option<&EngineStatus>,
+    observed: &Observed,
+    endpoints: Vec<Endpoint>,
+    failure: Option<&ApplyFailure>,
+    generation: i64,
+    now: &Time,
+) -> EngineStatus {
+    let old_conditions = old.and_then(|s| s.conditions.as_ref());
+    let (phase, conditions) = conditions::usable(
+        old_conditions,
+        Unit::Instances,
+        observed,
+        failure,
+        generation,
+        now,
+    );
+    EngineStatus {
+        phase: Some(phase.to_string()),
+        ready_instances: Some(observed.ready),
+        desired_instances: Some(observed.desired),
+        endpoints: Some(endpoints),
+        conditions: Some(conditions),
+        observed_generation: Some(generation),
+    }
+}
+
+/// Coordinator status after a reconcile that applied (or tried to apply) the children.
+pub fn coordinator_ready_status(
+    old: Option<&CoordinatorStatus>,
+    observed: &Observed,
+    endpoint: String,
+    failure: Option<&ApplyFailure>,
+    generation: i64,
+    now: &Time,
+) -> CoordinatorStatus {
+    let old_conditions = old.and_then(|s| s.conditions.as_ref());
+    let (phase, conditions) =
+        conditions::usable(old_conditions, Unit::Replicas, observed, failure, generation, now);
+    CoordinatorStatus {
+        phase: Some(phase.to_string()),
+        replicas: Some(observed.desired),
+        ready_replicas: Some(observed.ready),
+        endpoint: Some(endpoint),
+        observed_generation: Some(generation),
+        conditions: Some(conditions),
+    }
+}
+
+/// Writes `new` to the status subresource with server-side apply — only when it differs from
+/// `old` (the stored status). Returns whether a write was sent.
+pub async fn write_status<S: Serialize + PartialEq>(
+    client: &Client,
+    resource: &ApiResource,
+    namespace: &str,
+    name: &str,
+    old: Option<&S>,
+    new: &S,
+) -> Result<bool, Error> {
+    if old == Some(new) {
+        return Ok(false);
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, resource);
+    let body = json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "status": new,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(STATUS_FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Time {
+        Time(Timestamp::from_second(s).unwrap())
+    }
+
+    fn observed(desired: i32, ready: i32) -> Observed {
+        Observed {
+            desired,
+            ready,
+            not_ready: String::new(),
+        }
+    }
+
+    #[test]
+    fn failure_keeps_counts_endpoints_and_other_conditions() {
+        let ep = Endpoint {
+            node_name: "n1".into(),
+            host_ip: "h".into(),
+            pod_name: "p".into(),
+            port: 5555,
+            ready: true,
+        };
+        let ok = engine_ready_status(None, &observed(1, 1), vec![ep.clone()], None, 1, &t(10));
+        let failed: EngineStatus = failed_status(Some(&ok), "ValidationFailed", "bad", 2, &t(20));
+        assert_eq!(failed.phase.as_deref(), Some("Failed"));
+        assert_eq!(failed.ready_instances, Some(1));
+        assert_eq!(failed.endpoints, Some(vec![ep]));
+        assert_eq!(failed.observed_generation, Some(2));
+
+        let ok = coordinator_ready_status(None, &observed(1, 1), "http://c".into(), None, 1, &t(10));
+        let failed: CoordinatorStatus = failed_status(Some(&ok), "ValidationFailed", "bad", 2, &t(20));
+        assert_eq!(failed.phase.as_deref(), Some("Failed"));
+        assert_eq!(failed.ready_replicas, Some(1));
+        assert_eq!(failed.endpoint.as_deref(), Some("http://c"));
+        let last = failed.conditions.as_ref().unwrap().last().unwrap();
+        assert_eq!((last.type_.as_str(), last.status.as_str()), ("Ready", "False"));
+    }
+
+    #[test]
+    fn coordinator_counts_replicas() {
+        let c = coordinator_ready_status(
+            None,
+            &observed(0, 0),
+            "http://c.ns.svc:9300".into(),
+            None,
+            1,
+            &t(1),
+        );
+        assert_eq!(c.phase.as_deref(), Some("Pending"));
+        assert_eq!((c.replicas, c.ready_replicas), (Some(0), Some(0)));
+        let available = &c.conditions.as_ref().unwrap()[0];
+        assert_eq!(available.reason, "NoReadyReplicas");
+        assert_eq!(available.message, "0/0 replicas ready");
+    }
+}
