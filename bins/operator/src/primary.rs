@@ -14,8 +14,8 @@ use lmcache_api::v1alpha1::{
     CacheBlendEngine, CoordinatorStatus, EngineSpec, EngineStatus, LMCacheCoordinator, LMCacheEngine,
 };
 use lmcache_manifest_renderer::{
-    Component, RenderContext, coordinator_url, render_blend_engine, render_coordinator, render_engine,
-    selector_labels,
+    Component, EngineChildren, RenderContext, RenderError, coordinator_url, render_blend_engine,
+    render_coordinator, render_engine, selector_labels,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -64,48 +64,142 @@ pub trait Primary:
     fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>>;
 }
 
-fn engine_coordinator_ref(spec: &EngineSpec) -> Option<&str> {
-    spec.coordinator
-        .as_ref()
-        .filter(|c| c.url.is_none())
-        .and_then(|c| c.ref_.as_ref())
-        .map(|r| r.name.as_str())
+/// What differs between the two engine kinds; the [`Primary`] impl below is written once.
+pub trait EngineKind:
+    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static
+{
+    /// Which kind.
+    const ENGINE_KIND: Kind;
+    /// The fields both kinds share.
+    fn engine(&self) -> &EngineSpec;
+    /// The stored status.
+    fn engine_status(&self) -> Option<&EngineStatus>;
+    /// Lenient decode of a stored object.
+    fn decode_engine(raw: &Value) -> Result<Self, Vec<lmcache_validation::FieldError>>;
+    /// Every validation rule of the kind.
+    fn validate_engine(&self) -> Result<(), Vec<lmcache_validation::FieldError>>;
+    /// The rendered children.
+    fn render(&self, ctx: &RenderContext<'_>) -> Result<EngineChildren, RenderError>;
+    /// This kind's watch cache.
+    fn engine_store(stores: &Stores) -> &Store<DeserializeGuard<Self>>;
 }
 
-fn engine_status(
-    meta: &kube::core::ObjectMeta,
-    old: Option<&EngineStatus>,
-    spec: &EngineSpec,
-    live: &LiveChildren,
-    stores: &Stores,
-    failure: Option<&ApplyFailure>,
-    generation: i64,
-    now: &Time,
-) -> EngineStatus {
-    let name = meta.name.as_deref().unwrap_or_default();
-    let namespace = meta.namespace.as_deref().unwrap_or_default();
-    let ds = live.get(&(crate::children::ChildKind::DaemonSet, name.to_string()));
-    let count = |field: &str| read_count(ds, field);
-    let ds_uid = ds
-        .and_then(|d| d.pointer("/metadata/uid"))
-        .and_then(Value::as_str);
-    // Without a DaemonSet there are no pods of ours (a stray pod with our labels is not one).
-    let own = match ds_uid {
-        Some(uid) => pods::workload_pods(
-            &instance_pods(stores, namespace, name),
-            namespace,
-            &selector_labels(Component::CacheEngine, name),
-            Some(uid),
-        ),
-        None => Vec::new(),
-    };
-    let observed = Observed {
-        desired: count("/status/desiredNumberScheduled"),
-        ready: count("/status/numberReady"),
-        not_ready: pods::not_ready_detail(&own),
-    };
-    let endpoints = pods::endpoints(&own, spec.server.port);
-    status::engine_ready_status(old, &observed, endpoints, failure, generation, now)
+impl EngineKind for LMCacheEngine {
+    const ENGINE_KIND: Kind = Kind::Engine;
+    fn engine(&self) -> &EngineSpec {
+        &self.spec
+    }
+    fn engine_status(&self) -> Option<&EngineStatus> {
+        self.status.as_ref()
+    }
+    fn decode_engine(raw: &Value) -> Result<Self, Vec<lmcache_validation::FieldError>> {
+        lmcache_validation::decode_engine(raw)
+    }
+    fn validate_engine(&self) -> Result<(), Vec<lmcache_validation::FieldError>> {
+        lmcache_validation::validate_engine(name_of(self), &self.spec)
+    }
+    fn render(&self, ctx: &RenderContext<'_>) -> Result<EngineChildren, RenderError> {
+        render_engine(self, ctx)
+    }
+    fn engine_store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
+        &stores.engines
+    }
+}
+
+impl EngineKind for CacheBlendEngine {
+    const ENGINE_KIND: Kind = Kind::BlendEngine;
+    fn engine(&self) -> &EngineSpec {
+        &self.spec.engine
+    }
+    fn engine_status(&self) -> Option<&EngineStatus> {
+        self.status.as_ref()
+    }
+    fn decode_engine(raw: &Value) -> Result<Self, Vec<lmcache_validation::FieldError>> {
+        lmcache_validation::decode_blend_engine(raw)
+    }
+    fn validate_engine(&self) -> Result<(), Vec<lmcache_validation::FieldError>> {
+        lmcache_validation::validate_blend_engine(name_of(self), &self.spec)
+    }
+    fn render(&self, ctx: &RenderContext<'_>) -> Result<EngineChildren, RenderError> {
+        render_blend_engine(self, ctx)
+    }
+    fn engine_store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
+        &stores.blend_engines
+    }
+}
+
+impl<E: EngineKind> Primary for E {
+    const KIND: Kind = E::ENGINE_KIND;
+    type Status = EngineStatus;
+
+    fn decode(raw: &Value) -> Result<Self, String> {
+        E::decode_engine(raw).map_err(|e| join(&e))
+    }
+    fn validate(&self) -> Result<(), String> {
+        self.validate_engine().map_err(|e| join(&e))
+    }
+    fn status(&self) -> Option<&EngineStatus> {
+        self.engine_status()
+    }
+    fn coordinator_ref(&self) -> Option<&str> {
+        self.engine()
+            .coordinator
+            .as_ref()
+            .filter(|c| c.url.is_none())
+            .and_then(|c| c.ref_.as_ref())
+            .map(|r| r.name.as_str())
+    }
+    fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error> {
+        Plan::for_engine(&self.render(ctx)?, name_of(self), sm_api)
+    }
+    fn ready_status(
+        &self,
+        live: &LiveChildren,
+        stores: &Stores,
+        failure: Option<&ApplyFailure>,
+        generation: i64,
+        now: &Time,
+    ) -> EngineStatus {
+        let meta = self.meta();
+        let name = meta.name.as_deref().unwrap_or_default();
+        let namespace = meta.namespace.as_deref().unwrap_or_default();
+        let ds = live.get(&(crate::children::ChildKind::DaemonSet, name.to_string()));
+        let count = |field: &str| read_count(ds, field);
+        let ds_uid = ds
+            .and_then(|d| d.pointer("/metadata/uid"))
+            .and_then(Value::as_str);
+        // Without a DaemonSet there are no pods of ours (a stray pod with our labels is not one).
+        let own = match ds_uid {
+            Some(uid) => pods::workload_pods(
+                &instance_pods(stores, namespace, name),
+                namespace,
+                &selector_labels(Component::CacheEngine, name),
+                Some(uid),
+            ),
+            None => Vec::new(),
+        };
+        let observed = Observed {
+            desired: count("/status/desiredNumberScheduled"),
+            ready: count("/status/numberReady"),
+            not_ready: pods::not_ready_detail(&own),
+        };
+        let endpoints = pods::endpoints(&own, self.engine().server.port);
+        status::engine_ready_status(
+            self.engine_status(),
+            &observed,
+            endpoints,
+            failure,
+            generation,
+            now,
+        )
+    }
+    fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
+        E::engine_store(stores)
+    }
+}
+
+fn name_of<K: Resource>(obj: &K) -> &str {
+    obj.meta().name.as_deref().unwrap_or_default()
 }
 
 /// The cached pods of `namespace` labelled `instance: name` (engine or coordinator pods).
@@ -135,104 +229,6 @@ fn read_count(child: Option<&Value>, field: &str) -> i32 {
 
 fn join(errors: &[lmcache_validation::FieldError]) -> String {
     lmcache_validation::join(errors)
-}
-
-impl Primary for LMCacheEngine {
-    const KIND: Kind = Kind::Engine;
-    type Status = EngineStatus;
-
-    fn decode(raw: &Value) -> Result<Self, String> {
-        lmcache_validation::decode_engine(raw).map_err(|e| join(&e))
-    }
-    fn validate(&self) -> Result<(), String> {
-        let name = self.metadata.name.as_deref().unwrap_or_default();
-        lmcache_validation::validate_engine(name, &self.spec).map_err(|e| join(&e))
-    }
-    fn status(&self) -> Option<&EngineStatus> {
-        self.status.as_ref()
-    }
-    fn coordinator_ref(&self) -> Option<&str> {
-        engine_coordinator_ref(&self.spec)
-    }
-    fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error> {
-        let children = render_engine(self, ctx)?;
-        Plan::for_engine(
-            &children,
-            self.metadata.name.as_deref().unwrap_or_default(),
-            sm_api,
-        )
-    }
-    fn ready_status(
-        &self,
-        live: &LiveChildren,
-        stores: &Stores,
-        failure: Option<&ApplyFailure>,
-        generation: i64,
-        now: &Time,
-    ) -> EngineStatus {
-        engine_status(
-            &self.metadata,
-            self.status.as_ref(),
-            &self.spec,
-            live,
-            stores,
-            failure,
-            generation,
-            now,
-        )
-    }
-    fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
-        &stores.engines
-    }
-}
-
-impl Primary for CacheBlendEngine {
-    const KIND: Kind = Kind::BlendEngine;
-    type Status = EngineStatus;
-
-    fn decode(raw: &Value) -> Result<Self, String> {
-        lmcache_validation::decode_blend_engine(raw).map_err(|e| join(&e))
-    }
-    fn validate(&self) -> Result<(), String> {
-        let name = self.metadata.name.as_deref().unwrap_or_default();
-        lmcache_validation::validate_blend_engine(name, &self.spec).map_err(|e| join(&e))
-    }
-    fn status(&self) -> Option<&EngineStatus> {
-        self.status.as_ref()
-    }
-    fn coordinator_ref(&self) -> Option<&str> {
-        engine_coordinator_ref(&self.spec.engine)
-    }
-    fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error> {
-        let children = render_blend_engine(self, ctx)?;
-        Plan::for_engine(
-            &children,
-            self.metadata.name.as_deref().unwrap_or_default(),
-            sm_api,
-        )
-    }
-    fn ready_status(
-        &self,
-        live: &LiveChildren,
-        stores: &Stores,
-        failure: Option<&ApplyFailure>,
-        generation: i64,
-        now: &Time,
-    ) -> EngineStatus {
-        engine_status(
-            &self.metadata,
-            self.status.as_ref(),
-            &self.spec.engine,
-            live,
-            stores,
-            failure,
-            generation,
-            now,
-        )
-    }
-    fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
-        &stores.blend_engines
-    }
 }
 
 impl Primary for LMCacheCoordinator {
