@@ -123,6 +123,7 @@ pub fn render_coordinator(
 fn pod_spec(spec: &CoordinatorSpec) -> PodSpec {
     PodSpec {
         service_account_name: spec.service_account_name.clone(),
+        automount_service_account_token: crate::pod::automount_token(spec.service_account_name.as_deref()),
         priority_class_name: spec.priority_class_name.clone(),
         node_selector: cloned_map(spec.node_selector.as_ref()),
         affinity: spec.affinity.clone(),

@@ -201,6 +201,7 @@ fn pod_spec(spec: &EngineSpec, args: Vec<String>) -> PodSpec {
         tolerations: cloned_list(spec.tolerations.as_ref()),
         priority_class_name: spec.priority_class_name.clone(),
         service_account_name: spec.service_account_name.clone(),
+        automount_service_account_token: crate::pod::automount_token(spec.service_account_name.as_deref()),
         image_pull_secrets: pull_secrets(spec.image_pull_secrets.as_deref()),
         volumes: cloned_list(spec.volumes.as_ref()),
         containers: vec![container(spec, args)],

@@ -61,3 +61,13 @@ pub(crate) fn service_port(name: &str, port: i32) -> ServicePort {
         ..Default::default()
     }
 }
+
+/// `automountServiceAccountToken`: `false` unless the user names a ServiceAccount. The LMCache
+/// processes never call the Kubernetes API, so by default they carry no token (lifecycle.md §6);
+/// a user-chosen ServiceAccount keeps the cluster's default (its own setting decides).
+pub(crate) fn automount_token(service_account_name: Option<&str>) -> Option<bool> {
+    match service_account_name.map(str::trim) {
+        Some(name) if !name.is_empty() => None,
+        _ => Some(false),
+    }
+}

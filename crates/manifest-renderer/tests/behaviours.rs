@@ -151,6 +151,7 @@ template:
       app.kubernetes.io/managed-by: lmcache-operator
       app.kubernetes.io/component: cache-engine
   spec:
+    automountServiceAccountToken: false
     hostIPC: true
     runtimeClassName: nvidia
     nodeSelector:
@@ -312,10 +313,13 @@ fn b26_pod_has_the_gpu_model_and_nothing_else() {
         p.volumes.is_none() && container(&c).volume_mounts.is_none(),
         "no /dev/shm"
     );
+    // Lifecycle §6: the server never calls the API, so it gets no token.
+    assert_eq!(p.automount_service_account_token, Some(false));
     let mut rest = p.clone();
     rest.host_ipc = None;
     rest.runtime_class_name = None;
     rest.node_selector = None;
+    rest.automount_service_account_token = None;
     rest.containers = vec![];
     assert_eq!(
         rest,
@@ -1042,8 +1046,10 @@ fn g108_coordinator_container_and_pod() {
         json!({"httpGet": http, "periodSeconds": 5, "failureThreshold": 3})
     );
     assert!(k.resources.is_none() && k.security_context.is_none());
+    assert_eq!(p.automount_service_account_token, Some(false));
     let mut rest = p.clone();
     rest.containers = vec![];
+    rest.automount_service_account_token = None;
     assert_eq!(
         rest,
         PodSpec::default(),
@@ -1185,4 +1191,19 @@ fn mt14_service_monitors_have_no_namespace_selector() {
         v["spec"].as_object().unwrap().keys().collect::<Vec<_>>(),
         ["endpoints", "selector"]
     );
+}
+
+#[test]
+fn lifecycle_6_token_only_with_a_user_service_account() {
+    for (input, want) in [
+        ("l1: {sizeGB: 60}", Some(false)),
+        ("l1: {sizeGB: 60}\nserviceAccountName: reader", None),
+    ] {
+        let c = engine(input);
+        assert_eq!(pod(&c).automount_service_account_token, want, "{input}");
+    }
+    let c = coordinator("serviceAccountName: reader");
+    let p = c.deployment.spec.unwrap().template.spec.unwrap();
+    assert_eq!(p.automount_service_account_token, None);
+    assert_eq!(p.service_account_name.as_deref(), Some("reader"));
 }
