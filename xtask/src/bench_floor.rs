@@ -214,7 +214,7 @@ impl Shared {
             self.writes.child_applies.fetch_add(1, Ordering::Relaxed);
         }
         let key = (namespace, name);
-        let port = engine.spec.server.port;
+        let port = engine.spec.engine.server.port;
         self.applied
             .lock()
             .map_err(|_| anyhow::anyhow!("poisoned"))?

@@ -87,7 +87,7 @@ pub trait EngineKind:
 impl EngineKind for LMCacheEngine {
     const ENGINE_KIND: Kind = Kind::Engine;
     fn engine(&self) -> &EngineSpec {
-        &self.spec
+        &self.spec.engine
     }
     fn engine_status(&self) -> Option<&EngineStatus> {
         self.status.as_ref()

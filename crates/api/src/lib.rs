@@ -17,12 +17,12 @@
 //! Building an engine in Rust and printing it as YAML:
 //!
 //! ```
-//! use lmcache_api::v1alpha1::{EngineSpec, L1Config, LMCacheEngine};
+//! use lmcache_api::v1alpha1::{L1Config, LMCacheEngine, LMCacheEngineSpec};
 //!
-//! let spec: EngineSpec = serde_json::from_value(serde_json::json!({"l1": {"sizeGB": 60}}))?;
-//! assert_eq!(spec.server.port, 5555); // defaults are applied on deserialisation
+//! let spec: LMCacheEngineSpec = serde_json::from_value(serde_json::json!({"l1": {"sizeGB": 60}}))?;
+//! assert_eq!(spec.engine.server.port, 5555); // defaults are applied on deserialisation
 //! let mut engine = LMCacheEngine::new("my-cache", spec);
-//! engine.spec.l1 = L1Config { size_gb: 80.0 };
+//! engine.spec.engine.l1 = L1Config { size_gb: 80.0 };
 //! let yaml = serde_yaml::to_string(&engine)?;
 //! assert!(yaml.contains("kind: LMCacheEngine"));
 //! assert!(yaml.contains("sizeGB: 80.0"));

@@ -179,7 +179,8 @@ fn spec_examples_deserialise_with_defaults() {
         "apiVersion: lmcache.lmcache.ai/v1alpha1\nkind: LMCacheEngine\nmetadata: {name: my-cache}\nspec:\n  l1: {sizeGB: 60}\n",
     )
     .unwrap();
-    let s = &e.spec;
+    assert!(e.spec.injection.is_none());
+    let s = &e.spec.engine;
     assert_eq!(
         (s.image.reference().as_str(), s.image.pull_policy),
         ("lmcache/vllm-openai:latest", v1alpha1::PullPolicy::IfNotPresent)

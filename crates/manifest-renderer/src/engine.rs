@@ -59,7 +59,7 @@ pub struct EngineChildren {
 /// through `lmcache-api` does that) and has passed validation.
 pub fn render_engine(engine: &LMCacheEngine, ctx: &RenderContext<'_>) -> Result<EngineChildren, RenderError> {
     let owner = Owner::from_meta(KIND_ENGINE, &engine.metadata)?;
-    render(&owner, &engine.spec, ConnectionKind::Engine, ctx)
+    render(&owner, &engine.spec.engine, ConnectionKind::Engine, ctx)
 }
 
 /// Renders the children of a CacheBlendEngine: the engine children with the blend flags and the

@@ -57,7 +57,7 @@ pub fn render_documents(input: &str, cluster_domain: &str) -> Result<String, Vec
         let id = resource.id();
         let ctx = RenderContext::new(cluster_domain);
         let rendered = match resource {
-            Resource::Engine(e) => resolve(&id, &e.metadata, &e.spec, &coordinators, ctx)
+            Resource::Engine(e) => resolve(&id, &e.metadata, &e.spec.engine, &coordinators, ctx)
                 .and_then(|ctx| render_engine(e, &ctx).map_err(|err| vec![format!("{id}: {err}")]))
                 .map(|children| objects.push_engine(&id, children)),
             Resource::Blend(e) => resolve(&id, &e.metadata, &e.spec.engine, &coordinators, ctx)

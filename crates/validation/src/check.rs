@@ -4,7 +4,9 @@
 use crate::FieldError;
 use crate::rules::{self, DECODE_RULE, Kind, Mechanism, RULES};
 use garde::Validate;
-use lmcache_api::v1alpha1::{BLEND_CHUNK_SIZE, CacheBlendEngineSpec, CoordinatorSpec, EngineSpec};
+use lmcache_api::v1alpha1::{
+    BLEND_CHUNK_SIZE, CacheBlendEngineSpec, CoordinatorSpec, EngineSpec, LMCacheEngineSpec,
+};
 
 /// A failed rule before ordering: `row` indexes [`RULES`] (`RULES.len()` for decode errors).
 #[derive(Clone, Debug)]
@@ -54,9 +56,9 @@ pub(crate) fn finish(mut found: Vec<Found>) -> Result<(), Vec<FieldError>> {
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
-/// Validates an LMCacheEngine spec (E01..E23), errors in table order.
-pub fn validate_engine(name: &str, spec: &EngineSpec) -> Result<(), Vec<FieldError>> {
-    finish(engine_errors(Kind::Engine, name, spec))
+/// Validates an LMCacheEngine spec (E01..E25), errors in table order.
+pub fn validate_engine(name: &str, spec: &LMCacheEngineSpec) -> Result<(), Vec<FieldError>> {
+    finish(lmcache_engine_errors(name, spec))
 }
 
 /// Validates a CacheBlendEngine spec: the engine rules except E07, then B01..B07.
@@ -69,9 +71,19 @@ pub fn validate_coordinator(name: &str, spec: &CoordinatorSpec) -> Result<(), Ve
     finish(coordinator_errors(name, spec))
 }
 
-pub(crate) fn engine_errors(kind: Kind, name: &str, spec: &EngineSpec) -> Vec<Found> {
-    let mut found = garde_errors(kind, spec.validate());
-    engine_cross_field(name, spec, &mut found);
+pub(crate) fn lmcache_engine_errors(name: &str, spec: &LMCacheEngineSpec) -> Vec<Found> {
+    let mut found = garde_errors(Kind::Engine, spec.validate());
+    engine_cross_field(name, &spec.engine, &mut found);
+    // E25: the schema's minLength accepts "  "; the operator trims (as for B02).
+    let blank = spec
+        .injection
+        .as_ref()
+        .and_then(|i| i.payload_image.as_ref())
+        .and_then(|p| p.repository.as_deref())
+        .is_some_and(|r| r.trim().is_empty());
+    if blank {
+        push(&mut found, "E25", "spec.injection.payloadImage.repository");
+    }
     found
 }
 
@@ -188,7 +200,7 @@ fn garde_row(kind: Kind, pattern: &str) -> Option<usize> {
 /// report paths, so the one field serde does not simply camelCase is mapped here.
 fn spec_path(kind: Kind, garde_path: &str) -> String {
     let garde_path = match kind {
-        Kind::BlendEngine => garde_path.strip_prefix("engine.").unwrap_or(garde_path),
+        Kind::Engine | Kind::BlendEngine => garde_path.strip_prefix("engine.").unwrap_or(garde_path),
         _ => garde_path,
     };
     let garde_path = garde_path.replace("size_gb", "sizeGB");

@@ -36,7 +36,7 @@ fn schema_of(kind: Kind) -> Option<&'static Value> {
 /// Decodes a stored LMCacheEngine (the whole object) and validates it.
 pub fn decode_engine(obj: &Value) -> Result<LMCacheEngine, Vec<FieldError>> {
     decode(Kind::Engine, obj, |name, e: &LMCacheEngine| {
-        check::engine_errors(Kind::Engine, name, &e.spec)
+        check::lmcache_engine_errors(name, &e.spec)
     })
 }
 
@@ -54,11 +54,21 @@ pub fn decode_coordinator(obj: &Value) -> Result<LMCacheCoordinator, Vec<FieldEr
     })
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
-    kind: Kind,
-    obj: &Value,
-    validate: impl FnOnce(&str, &T) -> Vec<Found>,
-) -> Result<T, Vec<FieldError>> {
+/// Decodes a stored LMCacheEngine leniently, without validating it: values the schema rejects
+/// are dropped (so their defaults apply) and `null`s are read as absent, exactly as the
+/// operator reads it before validation. `Err` only when even that cannot decode. The webhooks
+/// use this, so an engine the operator renders is never "not found" to them.
+pub fn repair_engine(obj: &Value) -> Result<LMCacheEngine, Vec<FieldError>> {
+    repair(Kind::Engine, obj).map(|(engine, _)| engine)
+}
+
+/// [`repair_engine`] for a CacheBlendEngine.
+pub fn repair_blend_engine(obj: &Value) -> Result<CacheBlendEngine, Vec<FieldError>> {
+    repair(Kind::BlendEngine, obj).map(|(engine, _)| engine)
+}
+
+/// The object after the schema walk, and what the walk found.
+fn repair<T: serde::de::DeserializeOwned>(kind: Kind, obj: &Value) -> Result<(T, Repair), Vec<FieldError>> {
     let mut value = obj.clone();
     let mut repair = Repair {
         kind,
@@ -78,19 +88,27 @@ fn decode<T: serde::de::DeserializeOwned>(
     {
         root.insert("metadata".into(), Value::Object(Map::new()));
     }
-    let name = value
+    match serde_json::from_value::<T>(value) {
+        Ok(decoded) => Ok((decoded, repair)),
+        Err(e) => {
+            // The schema walk repairs everything serde needs; this is the safety net.
+            repair.found.push(Found::decode("", e.to_string()));
+            Err(finish(repair.found))
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    kind: Kind,
+    obj: &Value,
+    validate: impl FnOnce(&str, &T) -> Vec<Found>,
+) -> Result<T, Vec<FieldError>> {
+    let (decoded, repair) = repair::<T>(kind, obj)?;
+    let name = obj
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let decoded = match serde_json::from_value::<T>(value) {
-        Ok(decoded) => decoded,
-        Err(e) => {
-            // The schema walk repairs everything serde needs; this is the safety net.
-            repair.found.push(Found::decode("", e.to_string()));
-            return Err(finish(repair.found));
-        }
-    };
     let repaired = repair.repaired;
     let mut found = repair.found;
     found.extend(

@@ -25,13 +25,13 @@
 //! # Messages
 //!
 //! Each failed rule is one [`FieldError`] displayed as `"<path>: <message>"`, with actual list
-//! indices (`spec.l2Backends[1].type: must be non-empty`). Errors come in table order (E01..E23,
+//! indices (`spec.l2Backends[1].type: must be non-empty`). Errors come in table order (E01..E26,
 //! then B01..B07; C01..C15), list entries in index order; [`join`] makes the condition message:
 //!
 //! ```
-//! use lmcache_api::v1alpha1::EngineSpec;
+//! use lmcache_api::v1alpha1::LMCacheEngineSpec;
 //!
-//! let spec: EngineSpec = serde_json::from_value(serde_json::json!({
+//! let spec: LMCacheEngineSpec = serde_json::from_value(serde_json::json!({
 //!     "l1": {"sizeGB": 0},
 //!     "eviction": {"triggerWatermark": 1.5},
 //! }))?;
@@ -51,7 +51,9 @@ mod rules;
 mod warnings;
 
 pub use check::{is_name_valid, validate_blend_engine, validate_coordinator, validate_engine};
-pub use decode::{decode_blend_engine, decode_coordinator, decode_engine};
+pub use decode::{
+    decode_blend_engine, decode_coordinator, decode_engine, repair_blend_engine, repair_engine,
+};
 pub use rules::{Constraint, DECODE_RULE, Kind, Mechanism, RULES, Rule};
 pub use warnings::{Warning, coordinator_warnings};
 

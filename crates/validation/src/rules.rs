@@ -289,6 +289,30 @@ pub const RULES: &[Rule] = &[
         &[at("spec", Cel)],
     ),
     rule(
+        "E24",
+        ENGINE,
+        "spec.injection.targetContainer",
+        "must be non-empty when set",
+        &[at("spec.injection.targetContainer", MinLength)],
+    ),
+    rule(
+        "E25",
+        ENGINE,
+        "spec.injection.payloadImage.repository",
+        "must be set to the payload image when payloadImage is present",
+        &[
+            at("spec.injection.payloadImage.repository", Required),
+            at("spec.injection.payloadImage.repository", MinLength),
+        ],
+    ),
+    rule(
+        "E26",
+        ENGINE,
+        "spec.injection.payloadImage.pullPolicy",
+        PULL_POLICY_MESSAGE,
+        &[at("spec.injection.payloadImage.pullPolicy", Enum)],
+    ),
+    rule(
         "B01",
         BLEND,
         "spec.server.chunkSize",

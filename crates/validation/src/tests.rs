@@ -1,5 +1,5 @@
 use super::*;
-use lmcache_api::v1alpha1::{CacheBlendEngineSpec, CoordinatorSpec, EngineSpec};
+use lmcache_api::v1alpha1::{CacheBlendEngineSpec, CoordinatorSpec, LMCacheEngineSpec};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -61,7 +61,7 @@ fn typed_lines(kind: Kind, obj: &Value) -> Option<Vec<String>> {
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     let spec = obj.get("spec").cloned().unwrap_or(json!({}));
     let result = match kind {
-        Kind::Engine => validate_engine(name, &serde_json::from_value::<EngineSpec>(spec).ok()?),
+        Kind::Engine => validate_engine(name, &serde_json::from_value::<LMCacheEngineSpec>(spec).ok()?),
         Kind::BlendEngine => {
             validate_blend_engine(name, &serde_json::from_value::<CacheBlendEngineSpec>(spec).ok()?)
         }
@@ -579,6 +579,38 @@ fn cases() -> Vec<Case> {
             json!({"spec": {"prometheus": {"port": 8081}}}),
         ),
         (
+            "E24",
+            ENGINE,
+            json!({"spec": {"injection": {"targetContainer": ""}}}),
+            &["spec.injection.targetContainer: must be non-empty when set"],
+            json!({"spec": {"injection": {"targetContainer": "vllm"}}}),
+        ),
+        (
+            "E25",
+            ENGINE,
+            json!({"spec": {"injection": {"payloadImage": {"tag": "v1"}}}}),
+            &[
+                "spec.injection.payloadImage.repository: must be set to the payload image when payloadImage is present",
+            ],
+            json!({"spec": {"injection": {"payloadImage": {"repository": "reg/lmcache-payload"}}}}),
+        ),
+        (
+            "E25",
+            ENGINE,
+            json!({"spec": {"injection": {"payloadImage": {"repository": " "}}}}),
+            &[
+                "spec.injection.payloadImage.repository: must be set to the payload image when payloadImage is present",
+            ],
+            json!({"spec": {"injection": {"imagePullSecrets": [{"name": "reg"}]}}}),
+        ),
+        (
+            "E26",
+            ENGINE,
+            json!({"spec": {"injection": {"payloadImage": {"repository": "r", "pullPolicy": "Sometimes"}}}}),
+            &["spec.injection.payloadImage.pullPolicy: must be one of Always, Never, IfNotPresent"],
+            json!({"spec": {"injection": {"payloadImage": {"repository": "r", "pullPolicy": "Always"}}}}),
+        ),
+        (
             "C12",
             COORD,
             json!({"spec": {"prometheus": {"port": 0}}}),
@@ -667,12 +699,12 @@ fn rule_table_is_in_table_order_and_kinds_match_ids() {
     let ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
     let mut sorted = ids.clone();
     sorted.sort_by_key(|id| (id.starts_with('C'), id.starts_with('B'), *id));
-    // Table order: E01..E23, B01..B07, C01..C15.
+    // Table order: E01..E26, B01..B07, C01..C15.
     assert_eq!(ids, sorted);
-    assert_eq!(ids.len(), 23 + 1 + 7 + 15, "E16 has two rows");
+    assert_eq!(ids.len(), 26 + 1 + 7 + 15, "E16 has two rows");
     for r in RULES {
         let expected: &[Kind] = match (r.id.as_bytes()[0], r.id) {
-            (_, "E07") => &[Kind::Engine],
+            (_, "E07" | "E24" | "E25" | "E26") => &[Kind::Engine],
             (b'E', _) => &[Kind::Engine, Kind::BlendEngine],
             (b'B', _) => &[Kind::BlendEngine],
             _ => &[Kind::Coordinator],
@@ -689,7 +721,7 @@ fn spec_section_8_4_example_message() {
     let patch = json!({"spec": {"l1": {"sizeGB": 0}, "eviction": {"triggerWatermark": 1.5}}});
     let obj = object(Kind::Engine, &patch);
     assert_eq!(join(&decode_engine(&obj).unwrap_err()), expected);
-    let spec: EngineSpec = serde_json::from_value(obj["spec"].clone()).unwrap();
+    let spec: LMCacheEngineSpec = serde_json::from_value(obj["spec"].clone()).unwrap();
     assert_eq!(join(&validate_engine("my-cache", &spec).unwrap_err()), expected);
 }
 
@@ -774,10 +806,10 @@ fn lenient_decode_keeps_what_the_api_server_would() {
         "resourceOverrides": {"limits": {"cpu": 2, "memory": "64Gi"}},
     }});
     let engine = decode_engine(&object(Kind::Engine, &patch)).unwrap();
-    assert_eq!(engine.spec.server.port, 6555);
-    assert_eq!(engine.spec.server.max_workers, 1);
-    assert!(engine.spec.prometheus.enabled);
-    let limits = engine.spec.resource_overrides.unwrap().limits.unwrap();
+    assert_eq!(engine.spec.engine.server.port, 6555);
+    assert_eq!(engine.spec.engine.server.max_workers, 1);
+    assert!(engine.spec.engine.prometheus.enabled);
+    let limits = engine.spec.engine.resource_overrides.unwrap().limits.unwrap();
     assert_eq!(limits["cpu"].0, "2");
     // A coordinator without spec gets every default (the schema's `spec: {}` default).
     let coordinator = decode_coordinator(&json!({"apiVersion": GROUP, "kind": "LMCacheCoordinator",

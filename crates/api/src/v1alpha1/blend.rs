@@ -136,11 +136,11 @@ pub struct InjectionConfig {
     pub cudagraph: CudaGraphMode,
 }
 
-/// The cacheblend-plugin payload image.
+/// A payload image: its entrypoint copies a Python package into `$SHARED_DIR`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Validate)]
 #[serde(rename_all = "camelCase")]
 pub struct PayloadImage {
-    /// Payload image repository (required, never defaulted).
+    /// Payload image repository (required when the image is set; never defaulted).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[garde(required, length(min = 1))]
     pub repository: Option<String>,

@@ -41,7 +41,7 @@ pub const HTTP_METRICS_PORT_RULE: &str = "(has(self.prometheus) && has(self.prom
 pub const HTTP_METRICS_PORT_RULE_MESSAGE: &str =
     "server.httpPort must differ from prometheus.port when prometheus is enabled";
 
-/// Desired state of an LMCacheEngine. `CacheBlendEngine` embeds the same fields.
+/// Desired state of an LMCacheEngine: the engine fields plus the connection webhook's settings.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Validate)]
 #[kube(
     group = "lmcache.lmcache.ai",
@@ -66,6 +66,54 @@ pub const HTTP_METRICS_PORT_RULE_MESSAGE: &str =
     {"rule": HTTP_PORT_RULE, "message": HTTP_PORT_RULE_MESSAGE},
     {"rule": HTTP_METRICS_PORT_RULE, "message": HTTP_METRICS_PORT_RULE_MESSAGE},
 ]))]
+pub struct LMCacheEngineSpec {
+    /// The fields shared with CacheBlendEngine.
+    #[serde(flatten)]
+    #[garde(dive)]
+    pub engine: EngineSpec,
+
+    /// Settings of the LMCache connection webhook (pods labelled `lmcache.ai/lmcache-inject:
+    /// "true"` and annotated `lmcache.ai/lmcache-engine: <name>`). Optional: without it the
+    /// webhook wires the first container and stages no payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub injection: Option<ConnectionInjection>,
+}
+
+/// The connection webhook's settings of an LMCacheEngine.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionInjection {
+    /// Name of the vLLM container to wire (default: the first container; a pod's
+    /// `lmcache.ai/lmcache-container` annotation wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(length(min = 1))]
+    pub target_container: Option<String>,
+    /// Optional image whose entrypoint copies a Python payload (e.g. the `lmcache` package
+    /// matching the engine) into `$SHARED_DIR`; staged into the vLLM pod and prepended to its
+    /// `PYTHONPATH`. Its repository has no default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(dive)]
+    pub payload_image: Option<super::blend::PayloadImage>,
+    /// Appended to wired vLLM pods (for the payload image); the Secrets must exist in the pod's
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = schema::embedded_list)]
+    #[garde(skip)]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+}
+
+impl LMCacheEngineSpec {
+    /// The payload image reference and pull policy, when a payload is configured.
+    pub fn payload_image(&self) -> Option<(String, super::common::PullPolicy)> {
+        let image = self.injection.as_ref()?.payload_image.as_ref()?;
+        Some((image.reference()?, image.pull_policy))
+    }
+}
+
+/// The fields LMCacheEngine and CacheBlendEngine share (flattened into both specs).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Validate)]
+#[serde(rename_all = "camelCase")]
 pub struct EngineSpec {
     /// Engine container image.
     #[serde(default)]
