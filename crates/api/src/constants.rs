@@ -38,10 +38,20 @@ pub mod labels {
 
     /// Pod label that opts a vLLM pod into CacheBlend injection.
     pub const CACHEBLEND_INJECT: &str = "lmcache.ai/cacheblend-inject";
+    /// Pod label that opts a vLLM pod into the LMCache connection (KServe's documented key).
+    pub const LMCACHE_INJECT: &str = "lmcache.ai/lmcache-inject";
 }
 
-/// Pod annotation keys read or written by the CacheBlend webhook.
+/// Pod annotation keys read or written by the two webhooks.
 pub mod annotations {
+    /// Names the LMCacheEngine (same namespace) a pod binds to.
+    pub const LMCACHE_ENGINE: &str = "lmcache.ai/lmcache-engine";
+    /// Overrides the engine's `injection.targetContainer`.
+    pub const LMCACHE_CONTAINER: &str = "lmcache.ai/lmcache-container";
+    /// Set to `"true"` on wired pods; also the idempotency guard.
+    pub const LMCACHE_INJECTED: &str = "lmcache.ai/lmcache-injected";
+    /// Why a pod was not wired (one of [`super::skip_reasons`]).
+    pub const LMCACHE_SKIP_REASON: &str = "lmcache.ai/lmcache-skip-reason";
     /// Names the CacheBlendEngine (same namespace) a pod binds to.
     pub const CACHEBLEND_ENGINE: &str = "lmcache.ai/cacheblend-engine";
     /// Overrides the engine's `injection.targetContainer`.
@@ -52,9 +62,10 @@ pub mod annotations {
     pub const CACHEBLEND_SKIP_REASON: &str = "lmcache.ai/cacheblend-skip-reason";
 }
 
-/// Values of the `lmcache.ai/cacheblend-skip-reason` annotation, in precedence order.
+/// Values of the `lmcache.ai/cacheblend-skip-reason` and `lmcache.ai/lmcache-skip-reason`
+/// annotations, in precedence order (`payload-image-unset` is the CacheBlend webhook's only).
 pub mod skip_reasons {
-    /// No CacheBlendEngine of that name in the pod's namespace.
+    /// No engine of that name (and kind) in the pod's namespace.
     pub const ENGINE_NOT_FOUND: &str = "engine-not-found";
     /// The engine has no payload image repository.
     pub const PAYLOAD_IMAGE_UNSET: &str = "payload-image-unset";

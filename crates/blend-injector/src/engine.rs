@@ -1,33 +1,159 @@
-//! Reading stored CacheBlendEngines as the webhook needs them.
+//! The engines a pod can name, as the injector needs them, and how stored engines are read.
 
 use crate::Error;
-use lmcache_api::v1alpha1::CacheBlendEngine;
-use serde::Deserialize;
+use crate::webhook::Webhook;
+use k8s_openapi::api::core::v1::{Container, EnvVar, LocalObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use lmcache_api::v1alpha1::{CacheBlendEngine, HashAlgorithm, LMCacheEngine, PullPolicy};
+use lmcache_manifest_renderer::{
+    ConnectionKind, PYTHON_HASH_SEED, PYTHON_HASH_SEED_ENV, blend_kv_transfer_config, kv_transfer_config,
+};
 use serde_json::Value;
 
-const CUDAGRAPH_MODES: [&str; 3] = ["eager", "piecewise", "full_decode_only"];
+use crate::args::{PIPELINE_PARALLEL_SIZE, bare_flag, disable_chunked_prefill, set_cudagraph_mode, set_flag};
+use lmcache_api::v1alpha1::CudaGraphMode;
 
-/// Decodes a stored CacheBlendEngine with its defaults applied and `managedFields` dropped.
-///
-/// Lenient where the spec asks for it: an `injection.cudagraph` other than `eager`,
-/// `piecewise` or `full_decode_only` (e.g. the forbidden `full`) is read as `eager`
-/// (cacheblend.md §9). Any other undecodable engine is an error, and the caller treats it
-/// as absent.
-pub fn decode_engine(mut value: Value) -> Result<CacheBlendEngine, Error> {
-    let strict = CacheBlendEngine::deserialize(&value);
-    let mut engine = match strict {
-        Ok(engine) => engine,
-        Err(error) => {
-            let mode = value.pointer_mut("/spec/injection/cudagraph");
-            match mode {
-                Some(mode) if !mode.as_str().is_some_and(|m| CUDAGRAPH_MODES.contains(&m)) => {
-                    *mode = Value::from("eager");
-                    CacheBlendEngine::deserialize(&value).map_err(Error::DecodeEngine)?
-                }
-                _ => return Err(Error::DecodeEngine(error)),
-            }
+/// An engine kind one of the webhooks wires pods to.
+pub trait Injectable {
+    /// The webhook that handles this kind.
+    const WEBHOOK: Webhook;
+    /// The engine's metadata (name, namespace, deletion).
+    fn metadata(&self) -> &ObjectMeta;
+    /// `injection.targetContainer`, trimmed, when set.
+    fn target_container(&self) -> Option<&str>;
+    /// The payload image and pull policy to stage, if any.
+    fn payload_image(&self) -> Option<(String, PullPolicy)>;
+    /// Whether a pod must be skipped (`payload-image-unset`) without a payload image.
+    fn requires_payload() -> bool;
+    /// `injection.imagePullSecrets`.
+    fn pull_secrets(&self) -> &[LocalObjectReference];
+    /// The target container's own changes: flags and environment (I7, L2–L3).
+    fn wire(&self, container: &mut Container, namespace: &str, cluster_domain: &str);
+}
+
+fn trimmed(name: Option<&str>) -> Option<&str> {
+    name.map(str::trim).filter(|n| !n.is_empty())
+}
+
+impl Injectable for CacheBlendEngine {
+    const WEBHOOK: Webhook = Webhook::CacheBlend;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn target_container(&self) -> Option<&str> {
+        trimmed(self.spec.injection.as_ref()?.target_container.as_deref())
+    }
+    fn payload_image(&self) -> Option<(String, PullPolicy)> {
+        self.spec.payload_image()
+    }
+    fn requires_payload() -> bool {
+        true
+    }
+    fn pull_secrets(&self) -> &[LocalObjectReference] {
+        self.spec
+            .injection
+            .as_ref()
+            .and_then(|i| i.image_pull_secrets.as_deref())
+            .unwrap_or_default()
+    }
+    /// I7: the cacheblend.md §8 flags in order, then the §9 CUDA-graph mapping (conformance.md
+    /// §2.4: vLLM 0.33 defaults to `FULL_AND_PIECEWISE`, so `piecewise` is asked for
+    /// explicitly). With `hashAlgorithm: builtin`, `PYTHONHASHSEED=0` as on the engine pods.
+    fn wire(&self, container: &mut Container, namespace: &str, cluster_domain: &str) {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        let kv_config = blend_kv_transfer_config(&self.spec, name, namespace, cluster_domain);
+        let args = container.args.get_or_insert_with(Vec::new);
+        set_flag(args, "--attention-backend", "CUSTOM");
+        set_flag(args, "--kv-transfer-config", &kv_config);
+        set_flag(args, "--block-size", "64");
+        set_flag(args, PIPELINE_PARALLEL_SIZE, "1");
+        disable_chunked_prefill(args);
+        bare_flag(args, "--no-async-scheduling");
+        let cudagraph = self
+            .spec
+            .injection
+            .as_ref()
+            .map(|i| i.cudagraph)
+            .unwrap_or_default();
+        match cudagraph {
+            CudaGraphMode::Eager => bare_flag(args, "--enforce-eager"),
+            CudaGraphMode::Piecewise => set_cudagraph_mode(args, "PIECEWISE"),
+            CudaGraphMode::FullDecodeOnly => set_cudagraph_mode(args, "FULL_DECODE_ONLY"),
         }
-    };
+        if self.spec.engine.server.hash_algorithm == HashAlgorithm::Builtin {
+            set_hash_seed(container);
+        }
+    }
+}
+
+impl Injectable for LMCacheEngine {
+    const WEBHOOK: Webhook = Webhook::Lmcache;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn target_container(&self) -> Option<&str> {
+        trimmed(self.spec.injection.as_ref()?.target_container.as_deref())
+    }
+    fn payload_image(&self) -> Option<(String, PullPolicy)> {
+        self.spec.payload_image()
+    }
+    fn requires_payload() -> bool {
+        false
+    }
+    fn pull_secrets(&self) -> &[LocalObjectReference] {
+        self.spec
+            .injection
+            .as_ref()
+            .and_then(|i| i.image_pull_secrets.as_deref())
+            .unwrap_or_default()
+    }
+    /// L2–L3 (connection-webhook.md §4): `PYTHONHASHSEED=0` unless the user sets it, and the
+    /// engine's connection JSON exactly as its ConfigMap holds it.
+    fn wire(&self, container: &mut Container, namespace: &str, cluster_domain: &str) {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        let kv_config = kv_transfer_config(
+            ConnectionKind::Engine,
+            &self.spec.engine,
+            name,
+            namespace,
+            cluster_domain,
+        );
+        set_hash_seed(container);
+        let args = container.args.get_or_insert_with(Vec::new);
+        args.push("--kv-transfer-config".to_string());
+        args.push(kv_config);
+    }
+}
+
+/// `PYTHONHASHSEED=0` unless an entry of that name exists (any value or `valueFrom` is kept):
+/// `hashAlgorithm: builtin` only hits when vLLM and the server seed Python's `hash()` alike.
+fn set_hash_seed(container: &mut Container) {
+    let env = container.env.get_or_insert_with(Vec::new);
+    if !env.iter().any(|e| e.name == PYTHON_HASH_SEED_ENV) {
+        env.push(EnvVar {
+            name: PYTHON_HASH_SEED_ENV.into(),
+            value: Some(PYTHON_HASH_SEED.into()),
+            value_from: None,
+        });
+    }
+}
+
+/// Decodes a stored CacheBlendEngine as the operator reads it (defaults applied, `null`s and
+/// values the schema rejects dropped, so e.g. an unknown `injection.cudagraph` reads as
+/// `eager`), `managedFields` dropped. An engine the operator renders is never "not found" here.
+pub fn decode_engine(value: Value) -> Result<CacheBlendEngine, Error> {
+    let mut engine = lmcache_validation::repair_blend_engine(&value)
+        .map_err(|e| Error::DecodeEngine(lmcache_validation::join(&e)))?;
+    engine.metadata.managed_fields = None;
+    Ok(engine)
+}
+
+/// [`decode_engine`] for an LMCacheEngine.
+pub fn decode_lmcache_engine(value: Value) -> Result<LMCacheEngine, Error> {
+    let mut engine = lmcache_validation::repair_engine(&value)
+        .map_err(|e| Error::DecodeEngine(lmcache_validation::join(&e)))?;
     engine.metadata.managed_fields = None;
     Ok(engine)
 }
@@ -35,7 +161,6 @@ pub fn decode_engine(mut value: Value) -> Result<CacheBlendEngine, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lmcache_api::v1alpha1::CudaGraphMode;
     use serde_json::json;
 
     fn stored(cudagraph: Value) -> Value {
@@ -74,10 +199,30 @@ mod tests {
     }
 
     #[test]
+    fn legacy_nulls_decode_as_the_operator_reads_them() {
+        // Stored before the schema defaulted these (or by a client that sent `null`s).
+        let mut value = stored(json!("eager"));
+        value["spec"]["server"] = json!(null);
+        value["spec"]["blend"] = json!({"checkLayer": null});
+        value["spec"]["prometheus"] = json!(null);
+        value["spec"]["injection"]["targetContainer"] = json!(null);
+        let engine = decode_engine(value.clone()).unwrap();
+        assert_eq!(engine.spec.engine.server.port, 5555);
+        assert_eq!(engine.spec.blend.check_layer, 1);
+        let operator = lmcache_validation::decode_blend_engine(&value).unwrap();
+        assert_eq!(engine.spec, operator.spec);
+
+        let lmc = json!({"apiVersion": "lmcache.lmcache.ai/v1alpha1", "kind": "LMCacheEngine",
+            "metadata": {"name": "c", "namespace": "n"},
+            "spec": {"l1": {"sizeGB": 1}, "server": {"port": null}, "injection": null}});
+        let engine = decode_lmcache_engine(lmc).unwrap();
+        assert_eq!(engine.spec.engine.server.port, 5555);
+        assert!(engine.spec.injection.is_none());
+    }
+
+    #[test]
     fn other_damage_is_an_error() {
-        let mut value = stored(json!("full"));
-        value["spec"]["l1"] = json!("sixty");
-        assert!(decode_engine(value).is_err());
-        assert!(decode_engine(json!({"kind": "CacheBlendEngine"})).is_err());
+        assert!(decode_engine(json!("engine")).is_err());
+        assert!(decode_lmcache_engine(json!([])).is_err());
     }
 }

@@ -1,76 +1,78 @@
-//! The admission decision (cacheblend.md §5 steps 3–11, §6).
+//! The admission decision of either webhook (cacheblend.md §5 steps 3–11, §6;
+//! connection-webhook.md §3), then the injection.
 
 use crate::args::has_flag;
-use crate::mutate::{apply_injection, set_annotation};
+use crate::engine::Injectable;
 use crate::outcome::{Outcome, SkipReason};
-use k8s_openapi::api::core::v1::{Container, Pod};
-use lmcache_api::constants::{annotations, labels};
-use lmcache_api::v1alpha1::CacheBlendEngine;
+use crate::stage::stage_payload;
+use crate::webhook::Webhook;
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 
-/// The engine name the pod binds to: the trimmed `lmcache.ai/cacheblend-engine` annotation,
-/// or `None` when it is absent or blank. The caller looks it up in the admission request's
-/// namespace (never another one) and passes the result to [`inject`].
-pub fn requested_engine(pod: &Pod) -> Option<&str> {
-    annotation(pod, annotations::CACHEBLEND_ENGINE)
+/// The engine name the pod binds to for `webhook`: the trimmed engine annotation, or `None`
+/// when it is absent or blank. The caller looks it up in the admission request's namespace
+/// (never another one) and passes the result to [`inject`].
+pub fn requested_engine(pod: &Pod, webhook: Webhook) -> Option<&str> {
+    annotation(pod, webhook.engine_annotation())
 }
 
-/// Decides and applies the webhook's mutation for `pod`, admitted in `namespace`.
+/// Decides and applies `E`'s webhook mutation for `pod`, admitted in `namespace`.
 ///
-/// `engine` is the CacheBlendEngine found under `namespace`/[`requested_engine`], or `None`.
-/// An engine with another name or namespace, or one being deleted, counts as not found.
-/// `cluster_domain` must equal the operator's, so the injected `--kv-transfer-config` equals
-/// the engine's connection ConfigMap byte for byte.
-pub fn inject(
+/// `engine` is the engine found under `namespace`/[`requested_engine`], or `None`. An engine
+/// with another name or namespace, or one being deleted, counts as not found. `cluster_domain`
+/// must equal the operator's, so the injected `--kv-transfer-config` equals the engine's
+/// connection ConfigMap byte for byte.
+pub fn inject<E: Injectable>(
     pod: &Pod,
     namespace: &str,
-    engine: Option<&CacheBlendEngine>,
+    engine: Option<&E>,
     cluster_domain: &str,
 ) -> Outcome {
+    let webhook = E::WEBHOOK;
     let opted_in = pod
         .metadata
         .labels
         .as_ref()
-        .and_then(|l| l.get(labels::CACHEBLEND_INJECT))
+        .and_then(|l| l.get(webhook.inject_label()))
         .is_some_and(|v| v == "true");
     if !opted_in {
         return Outcome::NotOptedIn;
     }
-    if annotation(pod, annotations::CACHEBLEND_INJECTED) == Some("true") {
+    if annotation(pod, webhook.injected_annotation()) == Some("true") {
         return Outcome::AlreadyInjected;
     }
-    let Some(name) = requested_engine(pod) else {
+    let Some(name) = requested_engine(pod, webhook) else {
         return Outcome::NotOptedIn;
     };
-    match decide(pod, name, namespace, engine) {
+    let mut pod = pod.clone();
+    match decide(&pod, name, namespace, engine) {
         Err(reason) => {
-            let mut pod = pod.clone();
-            set_annotation(&mut pod, annotations::CACHEBLEND_SKIP_REASON, reason.as_str());
+            set_annotation(&mut pod, webhook.skip_annotation(), reason.as_str());
             Outcome::Skipped { reason, pod }
         }
         Ok((engine, target)) => {
-            let mut pod = pod.clone();
-            apply_injection(&mut pod, target, engine, namespace, cluster_domain);
+            apply(&mut pod, target, engine, namespace, cluster_domain);
             Outcome::Injected(pod)
         }
     }
 }
 
-/// Steps 6–10: the engine and the index of the target container, or the first skip reason.
-fn decide<'e>(
+/// The engine and the index of the target container, or the first skip reason.
+fn decide<'e, E: Injectable>(
     pod: &Pod,
     name: &str,
     namespace: &str,
-    engine: Option<&'e CacheBlendEngine>,
-) -> Result<(&'e CacheBlendEngine, usize), SkipReason> {
+    engine: Option<&'e E>,
+) -> Result<(&'e E, usize), SkipReason> {
     let engine = engine
-        .filter(|e| e.metadata.name.as_deref() == Some(name))
-        .filter(|e| e.metadata.namespace.as_deref().is_none_or(|ns| ns == namespace))
-        .filter(|e| e.metadata.deletion_timestamp.is_none())
+        .filter(|e| e.metadata().name.as_deref() == Some(name))
+        .filter(|e| e.metadata().namespace.as_deref().is_none_or(|ns| ns == namespace))
+        .filter(|e| e.metadata().deletion_timestamp.is_none())
         .ok_or(SkipReason::EngineNotFound)?;
-    if engine.spec.payload_image().is_none() {
+    if E::requires_payload() && engine.payload_image().is_none() {
         return Err(SkipReason::PayloadImageUnset);
     }
-    let target = target_container(pod, engine).ok_or(SkipReason::TargetContainerNotFound)?;
+    let target = target_container(pod, E::WEBHOOK, engine.target_container())
+        .ok_or(SkipReason::TargetContainerNotFound)?;
     let container = &containers(pod)[target];
     if container.command.as_ref().is_some_and(|c| !c.is_empty()) {
         return Err(SkipReason::CommandOverride);
@@ -84,19 +86,35 @@ fn decide<'e>(
     Ok((engine, target))
 }
 
+/// `hostIPC`, the payload (when the engine has one), the target container's flags and env,
+/// then the result annotation (I1–I8, L1–L5).
+fn apply<E: Injectable>(pod: &mut Pod, target: usize, engine: &E, namespace: &str, cluster_domain: &str) {
+    let webhook = E::WEBHOOK;
+    let spec = pod.spec.get_or_insert_with(PodSpec::default);
+    // CUDA IPC with the engine on the same node.
+    spec.host_ipc = Some(true);
+    if let Some((image, pull_policy)) = engine.payload_image() {
+        stage_payload(
+            spec,
+            target,
+            webhook,
+            (image, pull_policy.as_str()),
+            engine.pull_secrets(),
+        );
+    }
+    if let Some(container) = spec.containers.get_mut(target) {
+        engine.wire(container, namespace, cluster_domain);
+    }
+    set_annotation(pod, webhook.injected_annotation(), "true");
+    if let Some(annotations) = pod.metadata.annotations.as_mut() {
+        annotations.remove(webhook.skip_annotation());
+    }
+}
+
 /// The annotation, else the engine's `targetContainer`, else the first container.
-fn target_container(pod: &Pod, engine: &CacheBlendEngine) -> Option<usize> {
+fn target_container(pod: &Pod, webhook: Webhook, configured: Option<&str>) -> Option<usize> {
     let containers = containers(pod);
-    let named = annotation(pod, annotations::CACHEBLEND_CONTAINER).or_else(|| {
-        engine
-            .spec
-            .injection
-            .as_ref()
-            .and_then(|i| i.target_container.as_deref())
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-    });
-    match named {
+    match annotation(pod, webhook.container_annotation()).or(configured) {
         Some(name) => containers.iter().position(|c| c.name == name),
         None if containers.is_empty() => None,
         None => Some(0),
@@ -115,4 +133,12 @@ fn annotation<'p>(pod: &'p Pod, key: &str) -> Option<&'p str> {
         .get(key)
         .map(|v| v.trim())
         .filter(|v| !v.is_empty())
+}
+
+/// Sets one annotation, creating `metadata.annotations` when needed.
+fn set_annotation(pod: &mut Pod, key: &str, value: &str) {
+    pod.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(key.to_string(), value.to_string());
 }

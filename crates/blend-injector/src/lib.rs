@@ -1,15 +1,20 @@
-//! What the CacheBlend webhook does to a pod (cacheblend.md §4–§9), as pure functions.
+//! What the two mutating webhooks do to a pod, as pure functions: the CacheBlend injector
+//! (`lmcache.ai/cacheblend-inject`, cacheblend.md §4–§9) and the LMCache connection injector
+//! (`lmcache.ai/lmcache-inject`, connection-webhook.md §3–§4). They share the gate, the skip
+//! reasons, payload staging, `PYTHONPATH` and pull-secret handling ([`Webhook`] holds the keys
+//! and names that differ); each engine kind says what it changes in the target container
+//! ([`Injectable`]).
 //!
-//! [`inject`] takes the submitted pod, the namespace of the admission request, the
-//! CacheBlendEngine the pod's `lmcache.ai/cacheblend-engine` annotation names (looked up by the
-//! caller in that namespace, see [`requested_engine`]) and the cluster domain, and returns an
-//! [`Outcome`]: the injected pod, a skipped pod (only the skip-reason annotation added), or no
-//! change at all. [`patch`] turns the result into the RFC 6902 JSON Patch the webhook returns.
+//! [`inject`] takes the submitted pod, the namespace of the admission request, the engine the
+//! pod's engine annotation names (looked up by the caller in that namespace, see
+//! [`requested_engine`]) and the cluster domain, and returns an [`Outcome`]: the injected pod,
+//! a skipped pod (only the skip-reason annotation added), or no change at all. [`patch`] turns
+//! the result into the RFC 6902 JSON Patch the webhook returns.
 //!
 //! ```
 //! use k8s_openapi::api::core::v1::Pod;
-//! use lmcache_api::v1alpha1::CacheBlendEngine;
-//! use lmcache_blend_injector::{Outcome, inject, patch, requested_engine};
+//! use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheEngine};
+//! use lmcache_blend_injector::{Outcome, Webhook, inject, patch, requested_engine};
 //!
 //! let pod: Pod = serde_json::from_value(serde_json::json!({
 //!     "metadata": {
@@ -23,43 +28,43 @@
 //!     "metadata": {"name": "my-cacheblend", "namespace": "default"},
 //!     "spec": {"l1": {"sizeGB": 60}, "injection": {"payloadImage": {"repository": "reg/plugin"}}}
 //! }))?;
-//! assert_eq!(requested_engine(&pod), Some("my-cacheblend"));
+//! assert_eq!(requested_engine(&pod, Webhook::CacheBlend), Some("my-cacheblend"));
 //! let outcome = inject(&pod, "default", Some(&engine), "cluster.local");
 //! let Outcome::Injected(injected) = &outcome else { panic!("{outcome:?}") };
 //! assert_eq!(injected.spec.as_ref().and_then(|s| s.host_ipc), Some(true));
 //! assert!(!patch(&pod, injected).0.is_empty());
+//!
+//! // The same pod is not opted into the connection webhook.
+//! let none: Option<&LMCacheEngine> = None;
+//! assert_eq!(inject(&pod, "default", none, "cluster.local"), Outcome::NotOptedIn);
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
 mod args;
 mod engine;
 mod gate;
-mod mutate;
 mod outcome;
+mod stage;
+mod webhook;
 
 pub use args::{
     COMPILATION_CONFIG, Flag, PIPELINE_PARALLEL_SIZE, bare_flag, disable_chunked_prefill, has_flag,
     matches_flag, set_cudagraph_mode, set_flag,
 };
-pub use engine::decode_engine;
+pub use engine::{Injectable, decode_engine, decode_lmcache_engine};
 pub use gate::{inject, requested_engine};
 pub use outcome::{Outcome, SkipReason};
+pub use stage::stage_resources;
+pub use webhook::Webhook;
 
 use k8s_openapi::api::core::v1::Pod;
-
-/// Name of the plugin volume, its init container and its mount path.
-pub const PLUGIN_VOLUME: &str = "cb-plugin";
-/// Name of the init container that copies the plugin.
-pub const STAGE_CONTAINER: &str = "cb-plugin-stage";
-/// Where the plugin is mounted (and `PYTHONPATH`'s new first entry).
-pub const PLUGIN_PATH: &str = "/cb-plugin";
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A stored CacheBlendEngine could not be decoded, even leniently.
-    #[error("cannot decode CacheBlendEngine: {0}")]
-    DecodeEngine(#[source] serde_json::Error),
+    /// A stored engine could not be decoded, even leniently.
+    #[error("cannot decode the engine: {0}")]
+    DecodeEngine(String),
 }
 
 /// The RFC 6902 patch that turns `original` into `mutated` (an empty patch when they are equal).

@@ -4,7 +4,7 @@
 mod support;
 
 use k8s_openapi::api::core::v1::Pod;
-use lmcache_blend_injector::{Outcome, SkipReason, decode_engine, patch, requested_engine};
+use lmcache_blend_injector::{Outcome, SkipReason, Webhook, decode_engine, patch, requested_engine};
 use lmcache_manifest_renderer::{RenderContext, blend_kv_transfer_config, render_blend_engine};
 use serde_json::json;
 use support::*;
@@ -307,7 +307,7 @@ fn b90_engine_not_found() {
     assert_skipped_only(&pod, &run(&pod, Some(&deleting)), "engine-not-found");
     // A slash never names an engine in another namespace (MTT-6).
     let cross = annotate(pod_with_args(&["m"]), "lmcache.ai/cacheblend-engine", "team-a/cb");
-    assert_eq!(requested_engine(&cross), Some("team-a/cb"));
+    assert_eq!(requested_engine(&cross, Webhook::CacheBlend), Some("team-a/cb"));
     let team_a_cb = engine("cb", "team-a", json!({}));
     let outcome = lmcache_blend_injector::inject(&cross, "team-b", Some(&team_a_cb), DOMAIN);
     assert_skipped_only(&cross, &outcome, "engine-not-found");
@@ -463,7 +463,7 @@ fn b96_missing_or_blank_engine_annotation_is_not_opted_in() {
     pod.metadata.annotations = None;
     assert_eq!(run(&pod, Some(&default_engine())), Outcome::NotOptedIn);
     let blank = annotate(pod_with_args(&["m"]), "lmcache.ai/cacheblend-engine", "  ");
-    assert_eq!(requested_engine(&blank), None);
+    assert_eq!(requested_engine(&blank, Webhook::CacheBlend), None);
     assert_eq!(run(&blank, Some(&default_engine())), Outcome::NotOptedIn);
     assert_eq!(Outcome::NotOptedIn.mutated_pod(), None);
 }
