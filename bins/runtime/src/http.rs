@@ -8,13 +8,15 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use std::convert::Infallible;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 /// A listen address from a flag: `host:port`, `:port` (every IPv4 interface) or `0` (disabled),
@@ -72,15 +74,25 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, Error> {
         .map_err(|source| Error::Bind { address, source })
 }
 
-/// Timeouts of [`serve`].
+/// Limits and timeouts of [`serve`].
 #[derive(Clone, Copy, Debug)]
 pub struct ServeOptions {
-    /// How long a client may take to send HTTP/1 request headers.
+    /// How long a client may take to send HTTP/1 request headers (also how long an idle
+    /// HTTP/1 keep-alive connection stays open).
     pub header_read_timeout: Duration,
     /// How long a client may take to finish the TLS handshake.
     pub tls_handshake_timeout: Duration,
     /// How long open connections may take to finish after shutdown was requested.
     pub drain_timeout: Duration,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 PING interval; a peer that does not answer within the same time is dropped.
+    pub keep_alive_interval: Duration,
+    /// A connection older than this is closed gracefully after its open requests (the client
+    /// reconnects), so no connection, busy or idle, lives forever.
+    pub max_connection_age: Duration,
 }
 
 impl Default for ServeOptions {
@@ -89,12 +101,17 @@ impl Default for ServeOptions {
             header_read_timeout: Duration::from_secs(2),
             tls_handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            max_concurrent_streams: 128,
+            keep_alive_interval: Duration::from_secs(30),
+            max_connection_age: Duration::from_secs(600),
         }
     }
 }
 
 /// Serves HTTP/1 and HTTP/2 (plain, or TLS when `tls` is set) on `listener` until `shutdown`,
-/// then stops accepting and lets open connections finish for at most `drain_timeout`.
+/// then stops accepting, asks open connections to finish and waits for them for at most
+/// `drain_timeout`.
 ///
 /// `handler` answers every request; it cannot fail, so every error is an HTTP response.
 pub async fn serve<F, Fut>(
@@ -107,15 +124,29 @@ pub async fn serve<F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .keep_alive_interval(options.keep_alive_interval)
+        .keep_alive_timeout(options.keep_alive_interval);
+    // One permit per open connection: the limit, and what the drain waits for.
+    let permits = Arc::new(Semaphore::new(options.max_connections));
 
     loop {
+        let permit = tokio::select! {
+            biased;
+            () = shutdown.requested() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
         let accepted = tokio::select! {
             biased;
             () = shutdown.requested() => break,
@@ -130,11 +161,12 @@ pub async fn serve<F, Fut>(
                 continue;
             }
         };
-        let watcher = graceful.watcher();
         let builder = builder.clone();
         let handler = handler.clone();
         let tls = tls.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req| {
                 let handler = handler.clone();
                 async move { Ok::<_, Infallible>(handler(req).await) }
@@ -143,8 +175,11 @@ pub async fn serve<F, Fut>(
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(options.tls_handshake_timeout, acceptor.accept(stream)).await;
-                    let io = match handshake {
-                        Ok(Ok(io)) => io,
+                    match handshake {
+                        Ok(Ok(io)) => {
+                            let conn = builder.serve_connection(TokioIo::new(io), service);
+                            drive(conn, options.max_connection_age, &shutdown).await
+                        }
                         Ok(Err(error)) => {
                             tracing::debug!(%peer, %error, "TLS handshake failed");
                             return;
@@ -153,13 +188,11 @@ pub async fn serve<F, Fut>(
                             tracing::debug!(%peer, "TLS handshake timed out");
                             return;
                         }
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(io), service);
-                    watcher.watch(conn).await
+                    }
                 }
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn).await
+                    drive(conn, options.max_connection_age, &shutdown).await
                 }
             };
             if let Err(error) = served {
@@ -168,12 +201,30 @@ pub async fn serve<F, Fut>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(options.drain_timeout, graceful.shutdown())
+    let all = u32::try_from(options.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(options.drain_timeout, permits.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("connections still open after the drain timeout");
     }
+}
+
+/// Runs one connection until it ends; at `max_age` or on shutdown it is asked to finish its
+/// open requests and close.
+async fn drive<C: GracefulConnection>(
+    conn: C,
+    max_age: Duration,
+    shutdown: &Shutdown,
+) -> Result<(), C::Error> {
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => return result,
+        () = tokio::time::sleep(max_age) => {}
+        () = shutdown.requested() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
 
 /// A response with a status, a content type and a body.

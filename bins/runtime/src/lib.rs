@@ -21,7 +21,7 @@ pub use http::{BindAddress, ServeOptions};
 pub use readiness::{Readiness, ReadyGate};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use telemetry::{LogFormat, init_tracing};
-pub use tls::{CertFiles, ReloadingCertResolver};
+pub use tls::{CertFiles, ServingCert};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

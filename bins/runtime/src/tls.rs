@@ -1,12 +1,15 @@
-//! Serving certificates that follow their PEM files.
+//! Serving certificates: an in-memory key pair the TLS handshake reads without I/O, and the
+//! ways it is replaced.
 //!
-//! cert-manager renews the Secret and the kubelet swaps the mounted files through a `..data`
-//! symlink, which defeats inotify on the file paths. The resolver therefore re-reads both files
-//! during a handshake when the last check is older than the check interval, compares their bytes
-//! with what it loaded, and swaps in the new key only if it parses and matches the certificate.
-//! A failed reload keeps serving the last good key.
+//! The handshake only clones an `Arc` under a read lock ([`ServingCert::current`]); nothing is
+//! read from disk while a client waits. The pair changes through [`ServingCert::update`]: from
+//! files ([`ServingCert::follow_files`], a background task — cert-manager renews the Secret and
+//! the kubelet swaps the mounted files through a `..data` symlink, which defeats inotify, so the
+//! files are compared by content every interval) or from a Secret the webhook manages itself.
+//! A new pair is swapped in only if it parses and the key matches the certificate; otherwise the
+//! last good pair keeps serving.
 
-use crate::Error;
+use crate::{Error, Shutdown};
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -14,8 +17,8 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 /// Default interval between two looks at the files (the spec requires at most 60 s).
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -39,78 +42,83 @@ impl CertFiles {
     }
 }
 
-/// A [`ResolvesServerCert`] that reloads the key pair when its files change.
+/// The serving key pair, swapped atomically; a [`ResolvesServerCert`].
 #[derive(Debug)]
-pub struct ReloadingCertResolver {
-    files: CertFiles,
-    interval: Duration,
+pub struct ServingCert {
     provider: Arc<CryptoProvider>,
-    state: Mutex<State>,
+    current: RwLock<Arc<CertifiedKey>>,
+    /// The PEM bytes of `current`, to tell a changed pair from the same one.
+    pem: Mutex<(Vec<u8>, Vec<u8>)>,
 }
 
-#[derive(Debug)]
-struct State {
-    checked: Instant,
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
-    key: Arc<CertifiedKey>,
-}
-
-impl ReloadingCertResolver {
-    /// Loads the files now (failing fast on a bad pair) and re-checks them at most every
-    /// `interval` (zero: on every handshake).
-    pub fn load(files: CertFiles, interval: Duration) -> Result<Self, Error> {
+impl ServingCert {
+    /// A store serving the PEM pair (failing fast on a bad pair).
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let (cert_pem, key_pem) = read_pair(&files)?;
-        let key = Arc::new(parse_pair(&files, &cert_pem, &key_pem, &provider)?);
+        let key = parse_pair("certificate", "key", cert_pem, key_pem, &provider)?;
         Ok(Self {
-            files,
-            interval,
             provider,
-            state: Mutex::new(State {
-                checked: Instant::now(),
-                cert_pem,
-                key_pem,
-                key,
-            }),
+            current: RwLock::new(Arc::new(key)),
+            pem: Mutex::new((cert_pem.to_vec(), key_pem.to_vec())),
         })
     }
 
-    /// The key pair to serve, reloading it first when the check interval has passed and the
-    /// files changed.
-    pub fn current(&self) -> Arc<CertifiedKey> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.checked.elapsed() >= self.interval {
-            state.checked = Instant::now();
-            self.reload(&mut state);
-        }
-        state.key.clone()
+    /// A store serving the pair in `files` now.
+    pub fn load(files: &CertFiles) -> Result<Self, Error> {
+        let (cert_pem, key_pem) = read_pair(files)?;
+        Self::from_pem(&cert_pem, &key_pem).map_err(|e| with_paths(e, files))
     }
 
-    fn reload(&self, state: &mut State) {
-        let (cert_pem, key_pem) = match read_pair(&self.files) {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::warn!(error = %error_chain(&error), "keeping the last good certificate");
-                return;
-            }
-        };
-        if cert_pem == state.cert_pem && key_pem == state.key_pem {
-            return;
+    /// The key pair to serve (no I/O).
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Serves the PEM pair from now on if it differs and is valid. `Ok(true)` when swapped,
+    /// `Ok(false)` when unchanged; on `Err` the last good pair stays.
+    pub fn update(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<bool, Error> {
+        let mut pem = self.pem.lock().unwrap_or_else(PoisonError::into_inner);
+        if pem.0 == cert_pem && pem.1 == key_pem {
+            return Ok(false);
         }
-        match parse_pair(&self.files, &cert_pem, &key_pem, &self.provider) {
-            Ok(key) => {
-                tracing::info!(cert = %self.files.cert.display(), "serving certificate reloaded");
-                state.key = Arc::new(key);
-                state.cert_pem = cert_pem;
-                state.key_pem = key_pem;
-            }
-            // Often a half-written pair (new cert, old key): retried at the next check.
+        let key = parse_pair("certificate", "key", cert_pem, key_pem, &self.provider)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
+        *pem = (cert_pem.to_vec(), key_pem.to_vec());
+        Ok(true)
+    }
+
+    /// Re-reads `files` once: swaps in a changed valid pair, keeps the last good one otherwise
+    /// (a half-written pair — new cert, old key — is retried at the next look).
+    pub fn reload_files(&self, files: &CertFiles) {
+        let result = read_pair(files).and_then(|(cert, key)| self.update(&cert, &key));
+        match result.map_err(|e| with_paths(e, files)) {
+            Ok(true) => tracing::info!(cert = %files.cert.display(), "serving certificate reloaded"),
+            Ok(false) => {}
             Err(error) => tracing::warn!(error = %error_chain(&error), "keeping the last good certificate"),
         }
     }
 
-    /// A TLS 1.2+ server configuration (ALPN `h2`, `http/1.1`) that serves this resolver's key.
+    /// Looks at `files` every `interval` until `shutdown` (run as its own task).
+    pub async fn follow_files(self: Arc<Self>, files: CertFiles, interval: Duration, shutdown: Shutdown) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                () = shutdown.requested() => return,
+                _ = ticker.tick() => {}
+            }
+            let store = self.clone();
+            let files = files.clone();
+            // Small files, but still blocking I/O: off the runtime's worker threads.
+            let _ = tokio::task::spawn_blocking(move || store.reload_files(&files)).await;
+        }
+    }
+
+    /// A TLS 1.2+ server configuration (ALPN `h2`, `http/1.1`) that serves this store's key.
     pub fn server_config(self: Arc<Self>) -> Result<Arc<ServerConfig>, Error> {
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
@@ -122,9 +130,27 @@ impl ReloadingCertResolver {
     }
 }
 
-impl ResolvesServerCert for ReloadingCertResolver {
+impl ResolvesServerCert for ServingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current())
+    }
+}
+
+/// Names the files in a parse error of a pair read from them.
+fn with_paths(error: Error, files: &CertFiles) -> Error {
+    match error {
+        Error::ParsePem { path, source } if path.as_os_str() == "certificate" => Error::ParsePem {
+            path: files.cert.clone(),
+            source,
+        },
+        Error::ParsePem { path, source } if path.as_os_str() == "key" => Error::ParsePem {
+            path: files.key.clone(),
+            source,
+        },
+        Error::NoCertificate { .. } => Error::NoCertificate {
+            path: files.cert.clone(),
+        },
+        other => other,
     }
 }
 
@@ -139,7 +165,8 @@ fn read_pair(files: &CertFiles) -> Result<(Vec<u8>, Vec<u8>), Error> {
 }
 
 fn parse_pair(
-    files: &CertFiles,
+    cert_name: &str,
+    key_name: &str,
     cert_pem: &[u8],
     key_pem: &[u8],
     provider: &CryptoProvider,
@@ -147,16 +174,16 @@ fn parse_pair(
     let certs = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| Error::ParsePem {
-            path: files.cert.clone(),
+            path: PathBuf::from(cert_name),
             source,
         })?;
     if certs.is_empty() {
         return Err(Error::NoCertificate {
-            path: files.cert.clone(),
+            path: PathBuf::from(cert_name),
         });
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| Error::ParsePem {
-        path: files.key.clone(),
+        path: PathBuf::from(key_name),
         source,
     })?;
     CertifiedKey::from_der(certs, key, provider).map_err(Error::Tls)
@@ -196,8 +223,8 @@ mod tests {
         generated.cert.der().to_vec()
     }
 
-    fn leaf(resolver: &ReloadingCertResolver) -> Vec<u8> {
-        resolver.current().cert[0].to_vec()
+    fn leaf(store: &ServingCert) -> Vec<u8> {
+        store.current().cert[0].to_vec()
     }
 
     #[test]
@@ -205,36 +232,67 @@ mod tests {
         let dir = temp_dir();
         let files = CertFiles::in_dir(&dir);
         let first = write_new_pair(&files, "localhost");
-        let resolver = ReloadingCertResolver::load(files.clone(), Duration::ZERO).unwrap();
-        assert_eq!(leaf(&resolver), first);
+        let store = ServingCert::load(&files).unwrap();
+        assert_eq!(leaf(&store), first);
 
         let second = write_new_pair(&files, "localhost");
         assert_ne!(first, second);
-        assert_eq!(leaf(&resolver), second);
+        assert_eq!(leaf(&store), first, "nothing is read during a handshake");
+        store.reload_files(&files);
+        assert_eq!(leaf(&store), second);
 
         // A garbage key: the last good pair stays.
         std::fs::write(&files.key, "not a key").unwrap();
-        assert_eq!(leaf(&resolver), second);
+        store.reload_files(&files);
+        assert_eq!(leaf(&store), second);
         // Missing files: same.
         std::fs::remove_file(&files.cert).unwrap();
-        assert_eq!(leaf(&resolver), second);
+        store.reload_files(&files);
+        assert_eq!(leaf(&store), second);
         // A certificate with someone else's key: rejected.
         let other = rcgen::generate_simple_self_signed(vec!["x".to_string()]).unwrap();
         std::fs::write(&files.cert, other.cert.pem()).unwrap();
         let mismatched = rcgen::KeyPair::generate().unwrap();
         std::fs::write(&files.key, mismatched.serialize_pem()).unwrap();
-        assert_eq!(leaf(&resolver), second);
+        store.reload_files(&files);
+        assert_eq!(leaf(&store), second);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn interval_limits_checks() {
+    fn update_reports_whether_it_swapped() {
+        let a = rcgen::generate_simple_self_signed(vec!["a".to_string()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["b".to_string()]).unwrap();
+        let (a_cert, a_key) = (a.cert.pem(), a.signing_key.serialize_pem());
+        let store = ServingCert::from_pem(a_cert.as_bytes(), a_key.as_bytes()).unwrap();
+        assert!(!store.update(a_cert.as_bytes(), a_key.as_bytes()).unwrap());
+        let (b_cert, b_key) = (b.cert.pem(), b.signing_key.serialize_pem());
+        assert!(store.update(b_cert.as_bytes(), b_key.as_bytes()).unwrap());
+        assert_eq!(leaf(&store), b.cert.der().to_vec());
+        assert!(store.update(a_cert.as_bytes(), b_key.as_bytes()).is_err());
+        assert_eq!(leaf(&store), b.cert.der().to_vec());
+    }
+
+    #[tokio::test]
+    async fn follow_files_picks_up_a_renewal() {
         let dir = temp_dir();
         let files = CertFiles::in_dir(&dir);
-        let first = write_new_pair(&files, "localhost");
-        let resolver = ReloadingCertResolver::load(files.clone(), Duration::from_secs(3600)).unwrap();
         write_new_pair(&files, "localhost");
-        assert_eq!(leaf(&resolver), first, "not re-read before the interval");
+        let store = Arc::new(ServingCert::load(&files).unwrap());
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let task = tokio::spawn(store.clone().follow_files(
+            files.clone(),
+            Duration::from_millis(20),
+            shutdown,
+        ));
+        let renewed = write_new_pair(&files, "localhost");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while leaf(&store) != renewed && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(leaf(&store), renewed);
+        trigger.trigger();
+        task.await.unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -242,19 +300,16 @@ mod tests {
     fn load_fails_fast() {
         let dir = temp_dir();
         let files = CertFiles::in_dir(&dir);
-        assert!(matches!(
-            ReloadingCertResolver::load(files.clone(), Duration::ZERO),
-            Err(Error::ReadPem { .. })
-        ));
+        assert!(matches!(ServingCert::load(&files), Err(Error::ReadPem { .. })));
         std::fs::write(&files.cert, "").unwrap();
         std::fs::write(&files.key, "").unwrap();
         assert!(matches!(
-            ReloadingCertResolver::load(files.clone(), Duration::ZERO),
-            Err(Error::NoCertificate { .. })
+            ServingCert::load(&files),
+            Err(Error::NoCertificate { path }) if path == files.cert
         ));
         write_new_pair(&files, "localhost");
-        let resolver = Arc::new(ReloadingCertResolver::load(files, Duration::ZERO).unwrap());
-        let config = resolver.server_config().unwrap();
+        let store = Arc::new(ServingCert::load(&files).unwrap());
+        let config = store.server_config().unwrap();
         assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
         std::fs::remove_dir_all(&dir).unwrap();
     }

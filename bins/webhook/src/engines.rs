@@ -1,10 +1,11 @@
-//! The webhook's CacheBlendEngine cache: a kube-runtime reflector over every namespace, keyed
-//! by namespace/name ([`ObjectRef`]), read without any API call during admission.
+//! The webhooks' engine caches: one kube-runtime reflector per engine kind over every
+//! namespace, keyed by namespace/name ([`ObjectRef`]), read without any API call during
+//! admission.
 //!
-//! Engines are decoded leniently ([`decode_engine`]): one that still cannot be decoded is kept
-//! as [`StoredEngine::Invalid`] (so the watch never breaks on it) and counts as not found.
-//! The reflector swaps in a relisted set in one step once the relist completes, so engines
-//! never disappear during a watch restart (cacheblend.md §10).
+//! Engines are decoded leniently, as the operator reads them ([`CachedEngine::decode`]); one
+//! that still cannot be decoded is kept as [`StoredEngine::Invalid`] (so the watch never breaks
+//! on it) and counts as not found. The reflector swaps in a relisted set in one step once the
+//! relist completes, so engines never disappear during a watch restart (cacheblend.md §10).
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
@@ -12,19 +13,48 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use lmcache_api::v1alpha1::CacheBlendEngine;
-use lmcache_blend_injector::decode_engine;
+use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheEngine};
+use lmcache_blend_injector::{Injectable, decode_engine, decode_lmcache_engine};
 use lmcache_runtime::{ReadyGate, Shutdown};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// A stored CacheBlendEngine as the watch delivered it.
+/// An engine kind a webhook caches.
+pub trait CachedEngine:
+    Injectable
+    + Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// Decodes a stored object leniently (`managedFields` dropped).
+    fn decode(value: serde_json::Value) -> Result<Self, lmcache_blend_injector::Error>;
+}
+
+impl CachedEngine for CacheBlendEngine {
+    fn decode(value: serde_json::Value) -> Result<Self, lmcache_blend_injector::Error> {
+        decode_engine(value)
+    }
+}
+
+impl CachedEngine for LMCacheEngine {
+    fn decode(value: serde_json::Value) -> Result<Self, lmcache_blend_injector::Error> {
+        decode_lmcache_engine(value)
+    }
+}
+
+/// A stored engine as the watch delivered it.
 #[derive(Clone, Debug)]
-pub enum StoredEngine {
+pub enum StoredEngine<E> {
     /// Decoded, defaults applied, `managedFields` dropped.
-    Valid(Box<CacheBlendEngine>),
+    Valid(Box<E>),
     /// Not decodable even leniently; only its metadata is kept.
     Invalid {
         /// The object's metadata (without `managedFields`).
@@ -34,18 +64,18 @@ pub enum StoredEngine {
     },
 }
 
-impl<'de> Deserialize<'de> for StoredEngine {
+impl<'de, E: CachedEngine> Deserialize<'de> for StoredEngine<E> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(deserializer)?;
         Ok(Self::from_value(value))
     }
 }
 
-impl StoredEngine {
+impl<E: CachedEngine> StoredEngine<E> {
     /// Decodes one object; never fails.
     pub fn from_value(value: serde_json::Value) -> Self {
         let metadata = value.get("metadata").cloned();
-        match decode_engine(value) {
+        match E::decode(value) {
             Ok(engine) => Self::Valid(Box::new(engine)),
             Err(error) => {
                 let mut metadata: ObjectMeta = metadata
@@ -59,9 +89,11 @@ impl StoredEngine {
             }
         }
     }
+}
 
+impl<E> StoredEngine<E> {
     /// The engine, when it could be decoded.
-    pub fn engine(&self) -> Option<&CacheBlendEngine> {
+    pub fn engine(&self) -> Option<&E> {
         match self {
             Self::Valid(engine) => Some(engine),
             Self::Invalid { .. } => None,
@@ -69,31 +101,31 @@ impl StoredEngine {
     }
 }
 
-impl Resource for StoredEngine {
+impl<E: CachedEngine> Resource for StoredEngine<E> {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
 
     fn kind(dt: &()) -> Cow<'_, str> {
-        CacheBlendEngine::kind(dt)
+        E::kind(dt)
     }
     fn group(dt: &()) -> Cow<'_, str> {
-        CacheBlendEngine::group(dt)
+        E::group(dt)
     }
     fn version(dt: &()) -> Cow<'_, str> {
-        CacheBlendEngine::version(dt)
+        E::version(dt)
     }
     fn plural(dt: &()) -> Cow<'_, str> {
-        CacheBlendEngine::plural(dt)
+        E::plural(dt)
     }
     fn meta(&self) -> &ObjectMeta {
         match self {
-            Self::Valid(engine) => &engine.metadata,
+            Self::Valid(engine) => engine.meta(),
             Self::Invalid { metadata, .. } => metadata,
         }
     }
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         match self {
-            Self::Valid(engine) => &mut engine.metadata,
+            Self::Valid(engine) => engine.meta_mut(),
             Self::Invalid { metadata, .. } => metadata,
         }
     }
@@ -101,33 +133,33 @@ impl Resource for StoredEngine {
 
 /// What a lookup found.
 #[derive(Clone, Debug)]
-pub enum Lookup {
+pub enum Lookup<E> {
     /// Usable engine (may still be being deleted: the injector checks that).
-    Found(Arc<StoredEngine>),
+    Found(Arc<StoredEngine<E>>),
     /// Present but undecodable.
     Invalid(String),
     /// No such engine in that namespace.
     Missing,
 }
 
-/// Read side of the cache. Cheap to clone.
+/// Read side of one kind's cache. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct EngineCache {
-    store: Store<StoredEngine>,
+pub struct EngineCache<E: CachedEngine> {
+    store: Store<StoredEngine<E>>,
     synced: Arc<AtomicBool>,
 }
 
 /// Write side: feed it watcher events (the watch task does, tests may too).
 #[derive(Debug)]
-pub struct EngineCacheWriter {
-    writer: reflector::store::Writer<StoredEngine>,
+pub struct EngineCacheWriter<E: CachedEngine> {
+    writer: reflector::store::Writer<StoredEngine<E>>,
     synced: Arc<AtomicBool>,
 }
 
-impl EngineCache {
+impl<E: CachedEngine> EngineCache<E> {
     /// An empty, not yet synced cache and its writer.
-    pub fn new() -> (Self, EngineCacheWriter) {
-        let writer = reflector::store::Writer::<StoredEngine>::default();
+    pub fn new() -> (Self, EngineCacheWriter<E>) {
+        let writer = reflector::store::Writer::<StoredEngine<E>>::default();
         let synced = Arc::new(AtomicBool::new(false));
         let cache = Self {
             store: writer.as_reader(),
@@ -138,15 +170,12 @@ impl EngineCache {
 
     /// A synced cache holding `engines` (tests and the `inject` command). An engine without a
     /// namespace is placed in `default_namespace`.
-    pub fn from_engines(
-        engines: impl IntoIterator<Item = CacheBlendEngine>,
-        default_namespace: &str,
-    ) -> Self {
+    pub fn from_engines(engines: impl IntoIterator<Item = E>, default_namespace: &str) -> Self {
         let (cache, mut writer) = Self::new();
         writer.apply(&watcher::Event::Init);
         for mut engine in engines {
             engine
-                .metadata
+                .meta_mut()
                 .namespace
                 .get_or_insert_with(|| default_namespace.to_string());
             writer.apply(&watcher::Event::InitApply(StoredEngine::Valid(Box::new(engine))));
@@ -171,8 +200,8 @@ impl EngineCache {
     }
 
     /// The engine `name` in `namespace`. Never looks in another namespace.
-    pub fn get(&self, namespace: &str, name: &str) -> Lookup {
-        let key = ObjectRef::<StoredEngine>::new(name).within(namespace);
+    pub fn get(&self, namespace: &str, name: &str) -> Lookup<E> {
+        let key = ObjectRef::<StoredEngine<E>>::new(name).within(namespace);
         match self.store.get(&key) {
             Some(stored) => match stored.as_ref() {
                 StoredEngine::Valid(_) => Lookup::Found(stored),
@@ -183,9 +212,9 @@ impl EngineCache {
     }
 }
 
-impl EngineCacheWriter {
+impl<E: CachedEngine> EngineCacheWriter<E> {
     /// Applies one watcher event; the first `InitDone` marks the cache synced.
-    pub fn apply(&mut self, event: &watcher::Event<StoredEngine>) {
+    pub fn apply(&mut self, event: &watcher::Event<StoredEngine<E>>) {
         self.writer.apply_watcher_event(event);
         if matches!(event, watcher::Event::InitDone) {
             self.synced.store(true, Ordering::SeqCst);
@@ -193,16 +222,17 @@ impl EngineCacheWriter {
     }
 }
 
-/// Lists and watches CacheBlendEngines in every namespace into `writer` until `shutdown`.
-/// Opens `gate` after the first complete list and calls `on_change(len)` after each event.
-pub async fn run_watch(
+/// Lists and watches `E` in every namespace into `writer` until `shutdown`. Opens `gate`
+/// after the first complete list and calls `on_change(len)` after each event.
+pub async fn run_watch<E: CachedEngine>(
     client: kube::Client,
-    mut writer: EngineCacheWriter,
+    mut writer: EngineCacheWriter<E>,
     gate: ReadyGate,
     on_change: impl Fn(usize),
     shutdown: Shutdown,
 ) {
-    let api = kube::Api::<StoredEngine>::all(client);
+    let kind = E::kind(&());
+    let api = kube::Api::<StoredEngine<E>>::all(client);
     let reader = writer.writer.as_reader();
     let events = watcher(api, watcher::Config::default()).default_backoff();
     let mut events = std::pin::pin!(events);
@@ -217,16 +247,16 @@ pub async fn run_watch(
                 match &event {
                     watcher::Event::InitDone => {
                         gate.set(true);
-                        tracing::info!(engines = reader.len(), "CacheBlendEngine cache synced");
+                        tracing::info!(%kind, engines = reader.len(), "engine cache synced");
                     }
                     watcher::Event::Apply(StoredEngine::Invalid { metadata, error })
                     | watcher::Event::InitApply(StoredEngine::Invalid { metadata, error }) => {
                         tracing::warn!(
-                            kind = "CacheBlendEngine",
+                            %kind,
                             namespace = metadata.namespace.as_deref().unwrap_or_default(),
                             name = metadata.name.as_deref().unwrap_or_default(),
                             %error,
-                            "cannot decode CacheBlendEngine; pods bound to it get engine-not-found"
+                            "cannot decode the engine; pods bound to it get engine-not-found"
                         );
                     }
                     _ => {}
@@ -234,7 +264,7 @@ pub async fn run_watch(
                 on_change(reader.len());
             }
             // Recoverable: the backoff retries and the cache keeps its contents.
-            Some(Err(error)) => tracing::warn!(%error, "CacheBlendEngine watch error"),
+            Some(Err(error)) => tracing::warn!(%kind, %error, "engine watch error"),
             None => return,
         }
     }
@@ -245,7 +275,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn stored(name: &str, namespace: &str, repo: &str) -> StoredEngine {
+    fn stored(name: &str, namespace: &str, repo: &str) -> StoredEngine<CacheBlendEngine> {
         StoredEngine::from_value(json!({
             "apiVersion": "lmcache.lmcache.ai/v1alpha1", "kind": "CacheBlendEngine",
             "metadata": {"name": name, "namespace": namespace, "managedFields": [{"manager": "m"}]},
@@ -253,7 +283,7 @@ mod tests {
         }))
     }
 
-    fn repo(lookup: Lookup) -> String {
+    fn repo(lookup: Lookup<CacheBlendEngine>) -> String {
         match lookup {
             Lookup::Found(stored) => stored
                 .engine()
@@ -266,7 +296,7 @@ mod tests {
 
     #[test]
     fn keyed_by_namespace_and_name() {
-        let (cache, mut writer) = EngineCache::new();
+        let (cache, mut writer) = EngineCache::<CacheBlendEngine>::new();
         assert!(!cache.is_synced());
         writer.apply(&watcher::Event::Init);
         writer.apply(&watcher::Event::InitApply(stored("cb", "team-a", "reg/a")));
@@ -290,7 +320,7 @@ mod tests {
 
     #[test]
     fn relist_swaps_atomically_and_deletes_apply() {
-        let (cache, mut writer) = EngineCache::new();
+        let (cache, mut writer) = EngineCache::<CacheBlendEngine>::new();
         writer.apply(&watcher::Event::Init);
         writer.apply(&watcher::Event::InitApply(stored("old", "ns", "reg/o")));
         writer.apply(&watcher::Event::InitDone);
@@ -311,23 +341,27 @@ mod tests {
     }
 
     #[test]
-    fn undecodable_engines_are_kept_as_invalid() {
-        let bad: StoredEngine = serde_json::from_value(json!({
-            "metadata": {"name": "bad", "namespace": "ns", "managedFields": [{"manager": "m"}]},
-            "spec": {"l1": "sixty"}
+    fn damaged_engines_decode_as_the_operator_reads_them() {
+        // A spec the schema would reject is repaired (defaults), not "not found": the operator
+        // reports it in the engine's status.
+        let damaged: StoredEngine<CacheBlendEngine> = serde_json::from_value(json!({
+            "apiVersion": "lmcache.lmcache.ai/v1alpha1", "kind": "CacheBlendEngine",
+            "metadata": {"name": "d", "namespace": "ns", "managedFields": [{"manager": "m"}]},
+            "spec": {"l1": "sixty", "server": null, "injection": {"cudagraph": "full",
+                     "payloadImage": {"repository": "reg/a"}}}
         }))
         .unwrap();
+        let engine = damaged.engine().expect("decoded");
+        assert_eq!(engine.spec.engine.server.port, 5555);
+        assert_eq!(damaged.meta().managed_fields, None);
+        // Only something that is not an object at all stays invalid (and is not found).
+        let bad = StoredEngine::<LMCacheEngine>::from_value(json!(["not", "an", "engine"]));
         assert!(bad.engine().is_none());
-        assert_eq!(bad.meta().managed_fields, None);
-        let (cache, mut writer) = EngineCache::new();
+        let (cache, mut writer) = EngineCache::<LMCacheEngine>::new();
+        let mut bad = bad;
+        bad.meta_mut().name = Some("bad".into());
+        bad.meta_mut().namespace = Some("ns".into());
         writer.apply(&watcher::Event::Apply(bad));
         assert!(matches!(cache.get("ns", "bad"), Lookup::Invalid(_)));
-        // `full` is read as eager, not as invalid.
-        let full = StoredEngine::from_value(json!({
-            "apiVersion": "lmcache.lmcache.ai/v1alpha1", "kind": "CacheBlendEngine",
-            "metadata": {"name": "f", "namespace": "ns"},
-            "spec": {"l1": {"sizeGB": 1}, "injection": {"cudagraph": "full"}}
-        }));
-        assert!(full.engine().is_some());
     }
 }

@@ -4,8 +4,8 @@ use crate::Error;
 use crate::admission::Admitter;
 use crate::engines::EngineCache;
 use k8s_openapi::api::core::v1::Pod;
-use lmcache_api::constants::KIND_BLEND_ENGINE;
-use lmcache_blend_injector::{Outcome, decode_engine, patch};
+use lmcache_api::constants::{KIND_BLEND_ENGINE, KIND_ENGINE};
+use lmcache_blend_injector::{Outcome, Webhook, decode_engine, decode_lmcache_engine, patch};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -28,8 +28,9 @@ fn template_pointer(kind: &str) -> Option<&'static str> {
     }
 }
 
-/// Parses the multi-document `engines_yaml` files (CacheBlendEngines; other kinds are an
-/// error) and applies the webhook's mutation to every Pod or pod template in `input_yaml`,
+/// Parses the multi-document `engines_yaml` files (CacheBlendEngines and LMCacheEngines; other
+/// kinds are an error) and applies both webhooks' mutations, in the order the API server calls
+/// them (CacheBlend, then the LMCache connection), to every Pod or pod template in `input_yaml`,
 /// each admitted in its own `metadata.namespace` (else `default_namespace`).
 pub fn inject_yaml(
     engines_yaml: &[String],
@@ -37,21 +38,27 @@ pub fn inject_yaml(
     default_namespace: &str,
     cluster_domain: &str,
 ) -> Result<InjectReport, Error> {
-    let mut engines = Vec::new();
+    let mut blend = Vec::new();
+    let mut lmcache = Vec::new();
     for text in engines_yaml {
         for (index, doc) in documents(text)?.into_iter().enumerate() {
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
-            if kind != KIND_BLEND_ENGINE {
-                return Err(Error::NotAnEngine {
-                    index,
-                    kind: kind.to_string(),
-                });
+            let engine = |source| Error::Engine { index, source };
+            match kind {
+                KIND_BLEND_ENGINE => blend.push(decode_engine(doc).map_err(engine)?),
+                KIND_ENGINE => lmcache.push(decode_lmcache_engine(doc).map_err(engine)?),
+                _ => {
+                    return Err(Error::NotAnEngine {
+                        index,
+                        kind: kind.to_string(),
+                    });
+                }
             }
-            engines.push(decode_engine(doc).map_err(|source| Error::Engine { index, source })?);
         }
     }
     let admitter = Admitter::new(
-        EngineCache::from_engines(engines, default_namespace),
+        EngineCache::from_engines(blend, default_namespace),
+        EngineCache::from_engines(lmcache, default_namespace),
         cluster_domain,
     );
 
@@ -97,22 +104,31 @@ fn mutate_template(admitter: &Admitter, template: &mut Value, namespace: &str) -
             .or_insert_with(|| Value::Object(Default::default()));
     }
     normalize_quantities(template);
-    let pod: Pod = serde_json::from_value(template.clone()).map_err(Error::DecodePod)?;
-    let (outcome, note) = admitter.admit_pod(&pod, namespace);
-    if let Some(mutated) = outcome.mutated_pod() {
-        json_patch::patch(template, &patch(&pod, mutated)).map_err(Error::Patch)?;
+    let mut parts = Vec::new();
+    for webhook in Webhook::ALL {
+        // Each webhook sees the pod as the previous one left it, as in the API server.
+        let pod: Pod = serde_json::from_value(template.clone()).map_err(Error::DecodePod)?;
+        let (outcome, note) = admitter.admit_pod(webhook, &pod, namespace);
+        if let Some(mutated) = outcome.mutated_pod() {
+            json_patch::patch(template, &patch(&pod, mutated)).map_err(Error::Patch)?;
+        }
+        let engine = lmcache_blend_injector::requested_engine(&pod, webhook).unwrap_or_default();
+        let mut text = match &outcome {
+            Outcome::Injected(_) => format!("{webhook}: injected (engine {engine})"),
+            Outcome::Skipped { reason, .. } => format!("{webhook}: skipped: {reason} (engine {engine})"),
+            Outcome::AlreadyInjected => format!("{webhook}: unchanged: already injected"),
+            Outcome::NotOptedIn => continue,
+        };
+        if let Some(note) = note {
+            text.push_str(&format!("; {note}"));
+        }
+        parts.push(text);
     }
-    let engine = lmcache_blend_injector::requested_engine(&pod).unwrap_or_default();
-    let mut text = match &outcome {
-        Outcome::Injected(_) => format!("injected (engine {engine})"),
-        Outcome::Skipped { reason, .. } => format!("skipped: {reason} (engine {engine})"),
-        Outcome::NotOptedIn => "unchanged: not opted in".to_string(),
-        Outcome::AlreadyInjected => "unchanged: already injected".to_string(),
-    };
-    if let Some(note) = note {
-        text.push_str(&format!("; {note}"));
-    }
-    Ok(text)
+    Ok(if parts.is_empty() {
+        "unchanged: not opted in".to_string()
+    } else {
+        parts.join("; ")
+    })
 }
 
 /// YAML lets users write `nvidia.com/gpu: 1`; the API server turns quantities into strings
@@ -194,8 +210,8 @@ mod tests {
         assert_eq!(
             report.notes,
             [
-                "Pod default/p: injected (engine cb)",
-                "Pod team-b/p: skipped: engine-not-found (engine cb)",
+                "Pod default/p: cacheblend: injected (engine cb)",
+                "Pod team-b/p: cacheblend: skipped: engine-not-found (engine cb)",
                 "ConfigMap default/c: unchanged (no pod template)"
             ]
         );
@@ -227,9 +243,36 @@ mod tests {
         assert_eq!(
             report.notes,
             [
-                "CronJob default/j: injected (engine cb)",
+                "CronJob default/j: cacheblend: injected (engine cb)",
                 "Pod default/plain: unchanged: not opted in"
             ]
+        );
+    }
+
+    #[test]
+    fn lmcache_engines_wire_kserve_style_pods() {
+        let engine = "apiVersion: lmcache.lmcache.ai/v1alpha1\nkind: LMCacheEngine\nmetadata: {name: my-cache, namespace: team-a}\nspec:\n  l1: {sizeGB: 60}\n";
+        let input = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: predictor, namespace: team-a}\nspec:\n  selector: {matchLabels: {app: p}}\n  template:\n    metadata:\n      labels: {app: p, lmcache.ai/lmcache-inject: \"true\"}\n      annotations: {lmcache.ai/lmcache-engine: my-cache}\n    spec:\n      containers: [{name: kserve-container, image: vllm/vllm-openai, args: [--model, m]}]\n";
+        let both = [engine.to_string(), ENGINE.to_string()];
+        let report = inject_yaml(&both, input, "default", "cluster.local").unwrap();
+        assert_eq!(
+            report.notes,
+            ["Deployment team-a/predictor: lmcache: injected (engine my-cache)"]
+        );
+        let doc = &documents(&report.output).unwrap()[0];
+        let spec = &doc["spec"]["template"]["spec"];
+        assert_eq!(spec["hostIPC"], true);
+        let args = spec["containers"][0]["args"].as_array().unwrap();
+        assert_eq!(args[2], "--kv-transfer-config");
+        assert!(
+            args[3]
+                .as_str()
+                .unwrap()
+                .contains("tcp://my-cache.team-a.svc.cluster.local")
+        );
+        assert_eq!(
+            spec["containers"][0]["env"],
+            serde_json::json!([{"name": "PYTHONHASHSEED", "value": "0"}])
         );
     }
 }

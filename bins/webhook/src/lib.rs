@@ -1,8 +1,11 @@
-//! The CacheBlend mutating admission webhook (cacheblend.md §4–§11, operations.md §3.2, §7).
+//! The two mutating admission webhooks in one program: the CacheBlend injector
+//! (`/mutate-cacheblend-pod`, cacheblend.md §4–§11) and the LMCache connection injector
+//! (`/mutate-lmcache-pod`, connection-webhook.md).
 //!
-//! * [`engines`] — the CacheBlendEngine watch cache (reflector keyed by namespace/name);
+//! * [`engines`] — the CacheBlendEngine and LMCacheEngine watch caches (reflectors keyed by
+//!   namespace/name);
 //! * [`admission`] — AdmissionReview in, AdmissionReview out, no I/O ([`Admitter::review`]);
-//! * [`server`] — HTTPS on hyper 1 + tokio-rustls, `POST /mutate-cacheblend-pod` only;
+//! * [`server`] — HTTPS on hyper 1 + tokio-rustls, the two `POST` paths only;
 //! * [`metrics`] — `lmcache_webhook_*`;
 //! * [`inject_cmd`] — the offline `inject` command;
 //! * [`cli`] — flags.
@@ -16,7 +19,7 @@ pub mod inject_cmd;
 pub mod metrics;
 pub mod server;
 
-pub use admission::{Admitter, MUTATE_PATH, Verdict};
+pub use admission::{Admitter, MUTATE_LMCACHE_PATH, MUTATE_PATH, Verdict};
 pub use engines::{EngineCache, EngineCacheWriter, StoredEngine};
 pub use metrics::Metrics;
 pub use server::WebhookServer;
@@ -27,15 +30,15 @@ pub enum Error {
     /// Input is not YAML.
     #[error("cannot parse YAML")]
     Yaml(#[from] serde_yaml::Error),
-    /// An engines file holds something other than a CacheBlendEngine.
-    #[error("engine document {index} has kind {kind:?}, expected CacheBlendEngine")]
+    /// An engines file holds something other than an engine.
+    #[error("engine document {index} has kind {kind:?}, expected CacheBlendEngine or LMCacheEngine")]
     NotAnEngine {
         /// Zero-based document index.
         index: usize,
         /// The kind found.
         kind: String,
     },
-    /// A CacheBlendEngine could not be decoded.
+    /// An engine could not be decoded.
     #[error("engine document {index} cannot be decoded")]
     Engine {
         /// Zero-based document index.

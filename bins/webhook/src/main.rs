@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use lmcache_runtime::{AdminServer, CertFiles, Readiness, ReloadingCertResolver, Shutdown, shutdown, tls};
+use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheEngine};
+use lmcache_blend_injector::Webhook;
+use lmcache_runtime::{AdminServer, CertFiles, Readiness, ServingCert, Shutdown, shutdown, tls};
 use lmcache_webhook::cli::{Cli, Command, InjectArgs, ServeArgs};
 use lmcache_webhook::engines::run_watch;
 use lmcache_webhook::inject_cmd::inject_yaml;
@@ -53,15 +55,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (_trigger, signal) = Shutdown::on_signals()?;
 
     let files = CertFiles::in_dir(&args.cert_dir);
-    let resolver = ReloadingCertResolver::load(files, tls::DEFAULT_CHECK_INTERVAL)
-        .context("loading the serving certificate")?;
-    let tls = Arc::new(resolver).server_config()?;
+    let serving = Arc::new(ServingCert::load(&files).context("loading the serving certificate")?);
+    let tls = serving.clone().server_config()?;
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let readiness = Readiness::new();
-    let cache_gate = readiness.gate("engine-cache");
-    let (cache, writer) = EngineCache::new();
+    let cacheblend_gate = readiness.gate("cacheblendengine-cache");
+    let lmcache_gate = readiness.gate("lmcacheengine-cache");
+    let (cacheblend, cacheblend_writer) = EngineCache::<CacheBlendEngine>::new();
+    let (lmcache, lmcache_writer) = EngineCache::<LMCacheEngine>::new();
 
     let admin = AdminServer::bind(
         &[args.metrics_bind_address, args.health_probe_bind_address],
@@ -73,7 +76,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = WebhookServer::bind(
         address,
         tls,
-        Admitter::new(cache, args.cluster_domain.clone()),
+        Admitter::new(cacheblend, lmcache, args.cluster_domain.clone()),
         metrics.clone(),
     )
     .await?;
@@ -95,18 +98,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     });
 
-    let watch = tokio::spawn(run_watch(
-        client,
-        writer,
-        cache_gate,
-        move |count| metrics.set_cached_engines(count),
+    let cacheblend_metrics = metrics.clone();
+    let cacheblend_watch = tokio::spawn(run_watch(
+        client.clone(),
+        cacheblend_writer,
+        cacheblend_gate,
+        move |count| cacheblend_metrics.set_cached_engines(Webhook::CacheBlend, count),
         stop.clone(),
     ));
+    let lmcache_watch = tokio::spawn(run_watch(
+        client,
+        lmcache_writer,
+        lmcache_gate,
+        move |count| metrics.set_cached_engines(Webhook::Lmcache, count),
+        stop.clone(),
+    ));
+    let certificates = tokio::spawn(serving.follow_files(files, tls::DEFAULT_CHECK_INTERVAL, stop.clone()));
     let admin = tokio::spawn(admin.serve(stop.clone()));
-    tracing::info!(%address, path = lmcache_webhook::MUTATE_PATH, cluster_domain = %args.cluster_domain, "serving");
+    tracing::info!(
+        %address,
+        paths = ?[lmcache_webhook::MUTATE_PATH, lmcache_webhook::MUTATE_LMCACHE_PATH],
+        cluster_domain = %args.cluster_domain,
+        "serving"
+    );
     server.serve(stop).await;
     let _ = admin.await;
-    let _ = watch.await;
+    let _ = cacheblend_watch.await;
+    let _ = lmcache_watch.await;
+    let _ = certificates.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! `lmcache_webhook_*` metrics (operations.md §7). No per-object labels.
+//! `lmcache_webhook_*` metrics (operations.md §7, connection-webhook.md §6). Every series
+//! carries `webhook` (`cacheblend` or `lmcache`); none carries per-object labels.
 
-use lmcache_blend_injector::SkipReason;
+use lmcache_blend_injector::{SkipReason, Webhook};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,25 +15,37 @@ pub mod outcomes {
     pub const INJECTED: &str = "injected";
     /// Only a skip-reason annotation was added.
     pub const SKIPPED: &str = "skipped";
-    /// Left unchanged: not a pod CREATE, undecodable, not opted in, already injected, or an
-    /// invalid review.
+    /// Left unchanged: not a pod CREATE, not opted in, already injected.
     pub const IGNORED: &str = "ignored";
     /// The engine cache had not completed its initial list.
     pub const NOT_READY: &str = "not_ready";
+    /// The review had a uid but could not be understood (allowed, unchanged).
+    pub const MALFORMED: &str = "malformed";
+    /// The body was not an AdmissionReview at all (HTTP 400).
+    pub const INVALID: &str = "invalid";
+
+    /// Every outcome, for publishing the series at zero.
+    pub const ALL: [&str; 6] = [INJECTED, SKIPPED, IGNORED, NOT_READY, MALFORMED, INVALID];
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AdmissionLabels {
+    webhook: &'static str,
     outcome: &'static str,
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    webhook: &'static str,
 }
 
 /// The webhook's metrics; clones share the same series.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     admissions: Family<AdmissionLabels, Counter>,
-    duration: Histogram,
-    cached_engines: Gauge,
+    duration: Family<WebhookLabels, Histogram>,
+    cached_engines: Family<WebhookLabels, Gauge>,
 }
 
 impl Metrics {
@@ -41,12 +54,12 @@ impl Metrics {
         let metrics = Self {
             admissions: Family::default(),
             // 50 µs .. ~1.6 s: admission is in-memory, the tail shows contention.
-            duration: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
-            cached_engines: Gauge::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 16))),
+            cached_engines: Family::default(),
         };
         registry.register(
             "lmcache_webhook_admission",
-            "Admission reviews answered, by outcome and skip reason",
+            "Admission reviews answered, by webhook, outcome and skip reason",
             metrics.admissions.clone(),
         );
         registry.register(
@@ -56,37 +69,54 @@ impl Metrics {
         );
         registry.register(
             "lmcache_webhook_cached_engines",
-            "CacheBlendEngines in the webhook's watch cache",
+            "Engines in the webhook's watch caches (CacheBlendEngines for cacheblend, LMCacheEngines for lmcache)",
             metrics.cached_engines.clone(),
         );
         // Publish every known series at zero so rates work from the first scrape.
-        for outcome in [outcomes::INJECTED, outcomes::IGNORED, outcomes::NOT_READY] {
-            drop(
-                metrics
-                    .admissions
-                    .get_or_create(&AdmissionLabels { outcome, reason: "" }),
-            );
-        }
-        for reason in SkipReason::ALL {
-            drop(metrics.admissions.get_or_create(&AdmissionLabels {
-                outcome: outcomes::SKIPPED,
-                reason: reason.as_str(),
-            }));
+        for webhook in Webhook::ALL {
+            let webhook = webhook.as_str();
+            for outcome in outcomes::ALL.into_iter().filter(|o| *o != outcomes::SKIPPED) {
+                drop(metrics.admissions.get_or_create(&AdmissionLabels {
+                    webhook,
+                    outcome,
+                    reason: "",
+                }));
+            }
+            for reason in SkipReason::ALL {
+                drop(metrics.admissions.get_or_create(&AdmissionLabels {
+                    webhook,
+                    outcome: outcomes::SKIPPED,
+                    reason: reason.as_str(),
+                }));
+            }
+            drop(metrics.duration.get_or_create(&WebhookLabels { webhook }));
+            drop(metrics.cached_engines.get_or_create(&WebhookLabels { webhook }));
         }
         metrics
     }
 
     /// Counts one answered review.
-    pub fn observe(&self, outcome: &'static str, reason: &'static str, seconds: f64) {
+    pub fn observe(&self, webhook: Webhook, outcome: &'static str, reason: &'static str, seconds: f64) {
+        let webhook = webhook.as_str();
         self.admissions
-            .get_or_create(&AdmissionLabels { outcome, reason })
+            .get_or_create(&AdmissionLabels {
+                webhook,
+                outcome,
+                reason,
+            })
             .inc();
-        self.duration.observe(seconds);
+        self.duration
+            .get_or_create(&WebhookLabels { webhook })
+            .observe(seconds);
     }
 
-    /// Sets the number of cached engines.
-    pub fn set_cached_engines(&self, count: usize) {
-        self.cached_engines.set(i64::try_from(count).unwrap_or(i64::MAX));
+    /// Sets the number of engines in `webhook`'s cache.
+    pub fn set_cached_engines(&self, webhook: Webhook, count: usize) {
+        self.cached_engines
+            .get_or_create(&WebhookLabels {
+                webhook: webhook.as_str(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 }
 
@@ -98,18 +128,20 @@ mod tests {
     fn exposition_names() {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        metrics.observe(outcomes::SKIPPED, "command-override", 0.001);
-        metrics.observe(outcomes::INJECTED, "", 0.0002);
-        metrics.set_cached_engines(3);
+        metrics.observe(Webhook::CacheBlend, outcomes::SKIPPED, "command-override", 0.001);
+        metrics.observe(Webhook::Lmcache, outcomes::INJECTED, "", 0.0002);
+        metrics.set_cached_engines(Webhook::CacheBlend, 3);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         for want in [
-            r#"lmcache_webhook_admission_total{outcome="skipped",reason="command-override"} 1"#,
-            r#"lmcache_webhook_admission_total{outcome="injected",reason=""} 1"#,
-            r#"lmcache_webhook_admission_total{outcome="not_ready",reason=""} 0"#,
-            r#"lmcache_webhook_admission_total{outcome="skipped",reason="engine-not-found"} 0"#,
-            "lmcache_webhook_admission_duration_seconds_count 2",
-            "lmcache_webhook_cached_engines 3",
+            r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="skipped",reason="command-override"} 1"#,
+            r#"lmcache_webhook_admission_total{webhook="lmcache",outcome="injected",reason=""} 1"#,
+            r#"lmcache_webhook_admission_total{webhook="lmcache",outcome="not_ready",reason=""} 0"#,
+            r#"lmcache_webhook_admission_total{webhook="lmcache",outcome="malformed",reason=""} 0"#,
+            r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="skipped",reason="engine-not-found"} 0"#,
+            r#"lmcache_webhook_admission_duration_seconds_count{webhook="lmcache"} 1"#,
+            r#"lmcache_webhook_cached_engines{webhook="cacheblend"} 3"#,
+            r#"lmcache_webhook_cached_engines{webhook="lmcache"} 0"#,
         ] {
             assert!(text.contains(want), "missing {want}\n{text}");
         }

@@ -1,6 +1,7 @@
-//! The HTTPS server: `POST /mutate-cacheblend-pod` only, always HTTP 200 with an AdmissionReview.
+//! The HTTPS server: `POST /mutate-cacheblend-pod` and `POST /mutate-lmcache-pod`, HTTP 200 with
+//! an allowing AdmissionReview for every review whose uid can be read.
 
-use crate::admission::{Admitter, MUTATE_PATH, Verdict};
+use crate::admission::{Admitter, Verdict, readable_uid, webhook_of_path};
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -46,7 +47,7 @@ struct Handler {
 }
 
 impl WebhookServer {
-    /// Binds `address`; `tls` comes from [`lmcache_runtime::ReloadingCertResolver::server_config`].
+    /// Binds `address`; `tls` comes from [`lmcache_runtime::ServingCert::server_config`].
     pub async fn bind(
         address: SocketAddr,
         tls: Arc<ServerConfig>,
@@ -85,21 +86,36 @@ impl WebhookServer {
 
 impl Handler {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        if req.uri().path() != MUTATE_PATH || req.method() != Method::POST {
-            return response(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n");
-        }
+        let webhook = match webhook_of_path(req.uri().path()) {
+            Some(webhook) if req.method() == Method::POST => webhook,
+            _ => return response(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n"),
+        };
         let started = Instant::now();
         let verdict = match read_body(req.into_body()).await {
-            Ok(body) => std::panic::catch_unwind(AssertUnwindSafe(|| self.admitter.review(&body)))
+            Ok(body) => std::panic::catch_unwind(AssertUnwindSafe(|| self.admitter.review(webhook, &body)))
                 .unwrap_or_else(|_| {
-                    Verdict::invalid(None, "internal error while handling the AdmissionReview")
+                    // Still never deny: the uid is read again outside the panicking code.
+                    Verdict::unreadable(
+                        webhook,
+                        readable_uid(&body),
+                        "internal error while handling the AdmissionReview",
+                    )
                 }),
-            Err(message) => Verdict::invalid(None, message),
+            Err(message) => Verdict::unreadable(webhook, None, message),
         };
-        self.metrics
-            .observe(verdict.outcome, verdict.reason, started.elapsed().as_secs_f64());
+        self.metrics.observe(
+            webhook,
+            verdict.outcome,
+            verdict.reason,
+            started.elapsed().as_secs_f64(),
+        );
         log(&verdict);
-        response(StatusCode::OK, "application/json", verdict.to_json())
+        let content_type = if verdict.status == StatusCode::OK {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        response(verdict.status, content_type, verdict.body())
     }
 }
 
@@ -130,15 +146,20 @@ async fn read_body(mut body: Incoming) -> Result<Vec<u8>, String> {
 }
 
 fn log(v: &Verdict) {
+    use crate::metrics::outcomes;
     let note = v.note.as_deref().unwrap_or_default();
-    if v.is_invalid() || v.outcome == crate::metrics::outcomes::NOT_READY {
+    let webhook = v.webhook.as_str();
+    if matches!(
+        v.outcome,
+        outcomes::NOT_READY | outcomes::MALFORMED | outcomes::INVALID
+    ) {
         tracing::warn!(
-            uid = %v.uid, kind = "Pod", namespace = %v.namespace, name = %v.pod, engine = %v.engine,
+            webhook, uid = %v.uid, kind = "Pod", namespace = %v.namespace, name = %v.pod, engine = %v.engine,
             outcome = v.outcome, reason = v.reason, dry_run = v.dry_run, note, "admission review"
         );
     } else {
         tracing::info!(
-            uid = %v.uid, kind = "Pod", namespace = %v.namespace, name = %v.pod, engine = %v.engine,
+            webhook, uid = %v.uid, kind = "Pod", namespace = %v.namespace, name = %v.pod, engine = %v.engine,
             outcome = v.outcome, reason = v.reason, dry_run = v.dry_run, note, "admission review"
         );
     }

@@ -84,7 +84,10 @@ async fn serves_probes_answers_not_ready_and_stops_on_sigterm() {
     assert_eq!(up.map(|r| r.0), Some(200), "health endpoint never came up");
     let (status, body) = get(health, "/readyz").await.unwrap();
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("engine-cache"), "{body}");
+    assert!(
+        body.contains("cacheblendengine-cache") && body.contains("lmcacheengine-cache"),
+        "{body}"
+    );
 
     let review = pod_review(
         "uid-1",
@@ -105,7 +108,9 @@ async fn serves_probes_answers_not_ready_and_stops_on_sigterm() {
     assert!(answer["response"].get("patch").is_none());
     let (_, text) = get(metrics, "/metrics").await.unwrap();
     assert!(
-        text.contains(r#"lmcache_webhook_admission_total{outcome="not_ready",reason=""} 1"#),
+        text.contains(
+            r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="not_ready",reason=""} 1"#
+        ),
         "{text}"
     );
 

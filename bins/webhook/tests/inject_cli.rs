@@ -42,7 +42,7 @@ fn seed_deployment_gets_exactly_the_seed_injection() {
     let (stdout, stderr) = run_inject(&fixture("seed/deployment.yaml"), &[]);
     assert_eq!(
         stderr.trim(),
-        "Deployment default/vllm-cacheblend: injected (engine my-cacheblend)"
+        "Deployment default/vllm-cacheblend: cacheblend: injected (engine my-cacheblend)"
     );
     let want: Pod = serde_yaml::from_str(&fixture("seed/expected-pod.yaml")).unwrap();
     assert_eq!(template(&stdout), want, "\n{stdout}");
@@ -62,7 +62,7 @@ fn shell_wrapped_deployment_gets_only_command_override() {
     let (stdout, stderr) = run_inject(&input, &[]);
     assert_eq!(
         stderr.trim(),
-        "Deployment default/vllm-cacheblend: skipped: command-override (engine my-cacheblend)"
+        "Deployment default/vllm-cacheblend: cacheblend: skipped: command-override (engine my-cacheblend)"
     );
     let mut want = template(&input);
     want.metadata

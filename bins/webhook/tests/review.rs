@@ -4,7 +4,7 @@
 
 mod support;
 
-use lmcache_blend_injector::decode_engine;
+use lmcache_blend_injector::{Webhook, decode_engine};
 use lmcache_webhook::{Admitter, EngineCache};
 use serde_json::{Value, json};
 use support::*;
@@ -22,8 +22,8 @@ fn engine(name: &str, namespace: &str, repo: &str, port: u16) -> lmcache_api::v1
 }
 
 fn answer(admitter: &Admitter, review: &Value) -> Value {
-    let verdict = admitter.review(&serde_json::to_vec(review).unwrap());
-    let mut review: Value = serde_json::from_slice(&verdict.to_json()).unwrap();
+    let verdict = admitter.review(Webhook::CacheBlend, &serde_json::to_vec(review).unwrap());
+    let mut review: Value = serde_json::from_slice(&verdict.body()).unwrap();
     // Snapshot the patch decoded: base64 on the wire, JSON here.
     if let Some(patch) = review.pointer_mut("/response/patch") {
         *patch = serde_json::from_slice(&base64_decode(patch.as_str().unwrap())).unwrap();
@@ -47,6 +47,7 @@ fn pod(name: &str, engine: &str) -> Value {
 fn snapshots_of_answers() {
     let admitter = Admitter::new(
         EngineCache::from_engines([seed_engine()], "default"),
+        EngineCache::from_engines([], "default"),
         "cluster.local",
     );
     let seed = pod_review(
@@ -59,13 +60,67 @@ fn snapshots_of_answers() {
     insta::assert_json_snapshot!("engine_not_found", answer(&admitter, &missing));
     let mut dry_run = pod_review("uid-dry", "default", pod("p", "my-cacheblend"));
     dry_run["request"]["dryRun"] = json!(true);
-    let verdict = admitter.review(&serde_json::to_vec(&dry_run).unwrap());
+    let verdict = admitter.review(Webhook::CacheBlend, &serde_json::to_vec(&dry_run).unwrap());
     assert!(verdict.dry_run);
     assert_eq!(verdict.outcome, "injected");
-    insta::assert_json_snapshot!(
-        "invalid_envelope",
-        answer(&admitter, &json!({"kind": "AdmissionReview"}))
+    // Not an AdmissionReview at all (no uid to answer): HTTP 400.
+    let verdict = admitter.review(Webhook::CacheBlend, br#"{"kind": "AdmissionReview"}"#);
+    assert_eq!(verdict.status, http::StatusCode::BAD_REQUEST);
+    assert_eq!(verdict.outcome, "invalid");
+    assert!(
+        String::from_utf8(verdict.body())
+            .unwrap()
+            .contains("expected apiVersion")
     );
+}
+
+/// lifecycle.md §5: every review whose uid can be read is allowed, whatever else is wrong.
+#[test]
+fn every_review_with_a_readable_uid_is_allowed() {
+    let admitter = Admitter::new(
+        EngineCache::from_engines([seed_engine()], "default"),
+        EngineCache::from_engines([], "default"),
+        "cluster.local",
+    );
+    let good = pod_review("uid-1", "default", pod("p", "my-cacheblend"));
+    let mut cases = Vec::new();
+    let mut wrong_version = good.clone();
+    wrong_version["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    cases.push(("wrong apiVersion", wrong_version, "malformed"));
+    let mut no_kind = good.clone();
+    no_kind["request"]["kind"] = json!("Pod");
+    cases.push(("kind is not a GVK", no_kind, "malformed"));
+    let mut deployment = good.clone();
+    deployment["request"]["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+    cases.push(("not a Pod", deployment, "malformed"));
+    let mut broken = good.clone();
+    broken["request"]["object"]["spec"]["containers"] = json!("vllm");
+    cases.push(("undecodable pod", broken, "malformed"));
+    let mut none = good.clone();
+    none["request"].as_object_mut().unwrap().remove("object");
+    cases.push(("no object", none, "malformed"));
+    let mut no_operation = good.clone();
+    no_operation["request"]
+        .as_object_mut()
+        .unwrap()
+        .remove("operation");
+    cases.push(("missing field", no_operation, "malformed"));
+    let mut update = good.clone();
+    update["request"]["operation"] = json!("UPDATE");
+    cases.push(("an UPDATE", update, "ignored"));
+    for webhook in Webhook::ALL {
+        for (what, review, outcome) in &cases {
+            let verdict = admitter.review(webhook, &serde_json::to_vec(review).unwrap());
+            assert_eq!(verdict.status, http::StatusCode::OK, "{what}");
+            assert_eq!(verdict.outcome, *outcome, "{what}");
+            let answer: Value = serde_json::from_slice(&verdict.body()).unwrap();
+            assert_eq!(answer["apiVersion"], "admission.k8s.io/v1", "{what}");
+            assert_eq!(answer["kind"], "AdmissionReview", "{what}");
+            assert_eq!(answer["response"]["uid"], "uid-1", "{what}");
+            assert_eq!(answer["response"]["allowed"], true, "{what}");
+            assert!(answer["response"].get("patch").is_none(), "{what}");
+        }
+    }
 }
 
 #[test]
@@ -77,7 +132,7 @@ fn tenants_see_only_their_namespace() {
         ],
         "default",
     );
-    let admitter = Admitter::new(cache, "cluster.local");
+    let admitter = Admitter::new(cache, EngineCache::from_engines([], "default"), "cluster.local");
     for (ns, annotation, outcome, reason, image, host) in [
         (
             "team-a",
@@ -100,7 +155,7 @@ fn tenants_see_only_their_namespace() {
     ] {
         // Same pod name in every namespace (MTT-4).
         let review = pod_review(&format!("uid-{ns}"), ns, pod("vllm-0", annotation));
-        let verdict = admitter.review(&serde_json::to_vec(&review).unwrap());
+        let verdict = admitter.review(Webhook::CacheBlend, &serde_json::to_vec(&review).unwrap());
         assert_eq!(
             (verdict.outcome, verdict.reason),
             (outcome, reason),
@@ -132,6 +187,7 @@ impl Rng {
 fn mutated_reviews_never_panic_and_always_answer() {
     let admitter = Admitter::new(
         EngineCache::from_engines([seed_engine()], "default"),
+        EngineCache::from_engines([], "default"),
         "cluster.local",
     );
     let seed = serde_json::to_vec(&pod_review(
@@ -158,9 +214,19 @@ fn mutated_reviews_never_panic_and_always_answer() {
                 break;
             }
         }
-        let verdict = admitter.review(&body);
-        let review: Value = serde_json::from_slice(&verdict.to_json()).unwrap();
-        assert_eq!(review["kind"], "AdmissionReview", "case {case}");
-        assert!(review["response"]["allowed"].is_boolean(), "case {case}");
+        let verdict = admitter.review(Webhook::CacheBlend, &body);
+        // Never denied: an answer to a readable uid allows; anything else is a plain 400.
+        if verdict.status == http::StatusCode::OK {
+            let review: Value = serde_json::from_slice(&verdict.body()).unwrap();
+            assert_eq!(review["kind"], "AdmissionReview", "case {case}");
+            assert_eq!(review["response"]["allowed"], true, "case {case}");
+        } else {
+            assert_eq!(verdict.status, http::StatusCode::BAD_REQUEST, "case {case}");
+            assert_eq!(
+                lmcache_webhook::admission::readable_uid(&body),
+                None,
+                "case {case}"
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@
 mod support;
 
 use k8s_openapi::api::core::v1::Pod;
+use lmcache_api::v1alpha1::CacheBlendEngine;
 use lmcache_webhook::{EngineCache, MUTATE_PATH};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use support::*;
 
 const INTERVAL: Duration = Duration::from_secs(3600);
 
-fn seed_cache() -> EngineCache {
+fn seed_cache() -> EngineCache<CacheBlendEngine> {
     EngineCache::from_engines([seed_engine()], "default")
 }
 
@@ -96,10 +97,10 @@ async fn seed_pod_round_trip_returns_the_expected_patch() {
 
     let metrics = server.metrics_text();
     for want in [
-        r#"lmcache_webhook_admission_total{outcome="injected",reason=""} 1"#,
-        r#"lmcache_webhook_admission_total{outcome="skipped",reason="command-override"} 1"#,
-        r#"lmcache_webhook_admission_total{outcome="ignored",reason=""} 1"#,
-        "lmcache_webhook_admission_duration_seconds_count 3",
+        r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="injected",reason=""} 1"#,
+        r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="skipped",reason="command-override"} 1"#,
+        r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="ignored",reason=""} 1"#,
+        r#"lmcache_webhook_admission_duration_seconds_count{webhook="cacheblend"} 3"#,
     ] {
         assert!(metrics.contains(want), "missing {want}\n{metrics}");
     }
@@ -155,20 +156,29 @@ async fn malformed_requests_get_200_and_a_valid_review() {
         ),
         ("10 MB", huge, None),
     ];
+    // Never denied (lifecycle.md §5): a readable uid is allowed unchanged; a body without one
+    // is not an AdmissionReview at all and gets a plain 400.
     for (name, body, uid) in cases {
         let reply = https(server.addr, &ca.der(), "POST", MUTATE_PATH, body).await;
-        let response = response_of(&reply);
-        assert_eq!(response["allowed"], false, "{name}: {response}");
-        assert_eq!(
-            response["status"]["reason"], "InvalidRequest",
-            "{name}: {response}"
-        );
-        assert!(
-            !response["status"]["message"].as_str().unwrap().is_empty(),
-            "{name}"
-        );
-        assert_eq!(response["uid"], uid.unwrap_or_default(), "{name}");
-        assert!(response.get("patch").is_none(), "{name}");
+        match uid {
+            Some(uid) => {
+                let response = response_of(&reply);
+                assert_eq!(response["allowed"], true, "{name}: {response}");
+                assert_eq!(response["uid"], uid, "{name}");
+                assert!(response.get("patch").is_none(), "{name}");
+            }
+            None => {
+                assert_eq!(reply.status, 400, "{name}");
+                assert!(!reply.body.is_empty(), "{name}: a reason in the body");
+            }
+        }
+    }
+    let text = server.metrics_text();
+    for want in [
+        r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="malformed",reason=""} 3"#,
+        r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="invalid",reason=""} 6"#,
+    ] {
+        assert!(text.contains(want), "missing {want}\n{text}");
     }
 
     // Well-formed reviews that are not pod CREATEs, or whose object is not a Pod: allowed, no patch.
@@ -219,7 +229,7 @@ async fn not_ready_until_the_engine_list_completed() {
     let dir = TempDir::new("notready");
     let ca = TestCa::new();
     ca.issue_into(&dir.0);
-    let (cache, mut writer) = EngineCache::new();
+    let (cache, mut writer) = EngineCache::<CacheBlendEngine>::new();
     let server = Running::start(cache, &dir.0, INTERVAL).await;
     let pod = template_pod_json(&fixture("seed/deployment.yaml"));
     let body = serde_json::to_vec(&pod_review("u1", "default", pod)).unwrap();
@@ -227,11 +237,9 @@ async fn not_ready_until_the_engine_list_completed() {
     let response = response_of(&https(server.addr, &ca.der(), "POST", MUTATE_PATH, body.clone()).await);
     assert_eq!(response["allowed"], true);
     assert!(response.get("patch").is_none());
-    assert!(
-        server
-            .metrics_text()
-            .contains(r#"lmcache_webhook_admission_total{outcome="not_ready",reason=""} 1"#)
-    );
+    assert!(server.metrics_text().contains(
+        r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="not_ready",reason=""} 1"#
+    ));
 
     // The initial list arrives (empty): the engine is missing.
     writer.apply(&kube::runtime::watcher::Event::Init);
@@ -241,7 +249,7 @@ async fn not_ready_until_the_engine_list_completed() {
     assert!(
         server
             .metrics_text()
-            .contains(r#"lmcache_webhook_admission_total{outcome="skipped",reason="engine-not-found"} 1"#)
+            .contains(r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="skipped",reason="engine-not-found"} 1"#)
     );
 
     // The engine appears through the watch: injected.
@@ -249,9 +257,9 @@ async fn not_ready_until_the_engine_list_completed() {
     writer.apply(&kube::runtime::watcher::Event::Apply(stored));
     https(server.addr, &ca.der(), "POST", MUTATE_PATH, body).await;
     assert!(
-        server
-            .metrics_text()
-            .contains(r#"lmcache_webhook_admission_total{outcome="injected",reason=""} 1"#)
+        server.metrics_text().contains(
+            r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="injected",reason=""} 1"#
+        )
     );
     server.stop().await;
 }
@@ -267,12 +275,22 @@ async fn rotated_certificate_is_served_without_restart() {
 
     let second = ca.issue_into(&dir.0);
     assert_ne!(first, second);
-    let reply = https(server.addr, &ca.der(), "POST", MUTATE_PATH, vec![]).await;
-    assert_eq!(reply.server_cert, second);
-    response_of(&reply);
+    // The files are followed in the background (never read during a handshake).
+    let mut served = Vec::new();
+    for _ in 0..500 {
+        served = https(server.addr, &ca.der(), "POST", MUTATE_PATH, vec![])
+            .await
+            .server_cert;
+        if served == second {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(served, second);
 
     // A broken rewrite keeps the last good certificate.
     std::fs::write(dir.0.join("tls.key"), "garbage").unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let reply = https(server.addr, &ca.der(), "POST", MUTATE_PATH, vec![]).await;
     assert_eq!(reply.server_cert, second);
     server.stop().await;
@@ -297,5 +315,70 @@ async fn http2_round_trip() {
     assert_eq!(response["uid"], "uid-h2");
     let patched = apply_patch(&pod, &response);
     assert_eq!(patched["spec"]["hostIPC"], true);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn lmcache_connection_round_trip_on_its_own_path() {
+    let dir = TempDir::new("lmcache");
+    let ca = TestCa::new();
+    ca.issue_into(&dir.0);
+    let engine = lmcache_blend_injector::decode_lmcache_engine(json!({
+        "apiVersion": "lmcache.lmcache.ai/v1alpha1", "kind": "LMCacheEngine",
+        "metadata": {"name": "my-cache", "namespace": "team-a"},
+        "spec": {"l1": {"sizeGB": 60}}
+    }))
+    .unwrap();
+    let server = Running::start_both(
+        seed_cache(),
+        EngineCache::from_engines([engine], "default"),
+        &dir.0,
+        INTERVAL,
+    )
+    .await;
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "predictor-",
+                     "labels": {"lmcache.ai/lmcache-inject": "true"},
+                     "annotations": {"lmcache.ai/lmcache-engine": "my-cache"}},
+        "spec": {"containers": [{"name": "kserve-container", "image": "vllm/vllm-openai", "args": ["--model", "m"]}]}
+    });
+    let review = pod_review("uid-lmc", "team-a", pod.clone());
+    let body = serde_json::to_vec(&review).unwrap();
+    let reply = https(
+        server.addr,
+        &ca.der(),
+        "POST",
+        lmcache_webhook::MUTATE_LMCACHE_PATH,
+        body.clone(),
+    )
+    .await;
+    let response = response_of(&reply);
+    assert_eq!(response["uid"], "uid-lmc");
+    let patched = apply_patch(&pod, &response);
+    assert_eq!(patched["spec"]["hostIPC"], true);
+    assert_eq!(
+        patched["metadata"]["annotations"]["lmcache.ai/lmcache-injected"],
+        "true"
+    );
+    let args = patched["spec"]["containers"][0]["args"].as_array().unwrap();
+    assert_eq!(args[2], "--kv-transfer-config");
+    assert!(
+        args[3]
+            .as_str()
+            .unwrap()
+            .contains("tcp://my-cache.team-a.svc.cluster.local")
+    );
+
+    // The same review on the CacheBlend path is not opted in there.
+    let reply = https(server.addr, &ca.der(), "POST", MUTATE_PATH, body).await;
+    assert!(response_of(&reply).get("patch").is_none());
+    let text = server.metrics_text();
+    for want in [
+        r#"lmcache_webhook_admission_total{webhook="lmcache",outcome="injected",reason=""} 1"#,
+        r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="ignored",reason=""} 1"#,
+    ] {
+        assert!(text.contains(want), "missing {want}\n{text}");
+    }
     server.stop().await;
 }

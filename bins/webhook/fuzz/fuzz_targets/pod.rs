@@ -28,8 +28,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(object) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    let verdict = common::ADMITTER.review(&review(&object));
-    common::check_answer(&verdict);
+    let webhook = common::webhook_of(data);
+    let body = review(&object);
+    let verdict = common::ADMITTER.review(webhook, &body);
+    common::check_answer(&verdict, &body);
     assert!(verdict.response.allowed);
     let Some(patch) = verdict.response.patch.as_ref() else {
         return;
@@ -37,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let ops: json_patch::Patch = serde_json::from_slice(patch).expect("patch is JSON Patch");
     let mut patched = object.clone();
     json_patch::patch(&mut patched, &ops).expect("patch applies to the submitted object");
-    let again = common::ADMITTER.review(&review(&patched));
+    let again = common::ADMITTER.review(webhook, &review(&patched));
     assert!(
         again.response.patch.is_none(),
         "second admission changed the pod again"

@@ -6,8 +6,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::apps::v1::Deployment;
-use lmcache_api::v1alpha1::CacheBlendEngine;
-use lmcache_runtime::{CertFiles, ReloadingCertResolver, ShutdownTrigger, shutdown};
+use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheEngine};
+use lmcache_runtime::{CertFiles, ServingCert, ShutdownTrigger, shutdown};
 use lmcache_webhook::{Admitter, EngineCache, Metrics, WebhookServer};
 use prometheus_client::registry::Registry;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
@@ -138,22 +138,49 @@ pub struct Running {
 }
 
 impl Running {
-    pub async fn start(cache: EngineCache, cert_dir: &Path, check_interval: Duration) -> Self {
+    pub async fn start(
+        cache: EngineCache<CacheBlendEngine>,
+        cert_dir: &Path,
+        check_interval: Duration,
+    ) -> Self {
+        Self::start_both(
+            cache,
+            EngineCache::from_engines([], "default"),
+            cert_dir,
+            check_interval,
+        )
+        .await
+    }
+
+    /// Both webhooks, each with its cache; the certificate files are followed every
+    /// `check_interval`.
+    pub async fn start_both(
+        cacheblend: EngineCache<CacheBlendEngine>,
+        lmcache: EngineCache<LMCacheEngine>,
+        cert_dir: &Path,
+        check_interval: Duration,
+    ) -> Self {
         lmcache_runtime::install_crypto_provider();
-        let resolver = ReloadingCertResolver::load(CertFiles::in_dir(cert_dir), check_interval).unwrap();
-        let tls = Arc::new(resolver).server_config().unwrap();
+        let files = CertFiles::in_dir(cert_dir);
+        let serving = Arc::new(ServingCert::load(&files).unwrap());
+        let tls = serving.clone().server_config().unwrap();
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let server = WebhookServer::bind(
             "127.0.0.1:0".parse().unwrap(),
             tls,
-            Admitter::new(cache, "cluster.local"),
+            Admitter::new(cacheblend, lmcache, "cluster.local"),
             metrics,
         )
         .await
         .unwrap();
         let addr = server.local_addr().unwrap();
         let (trigger, stop) = shutdown::channel();
+        tokio::spawn(serving.follow_files(
+            files,
+            check_interval.max(Duration::from_millis(10)),
+            stop.clone(),
+        ));
         let task = tokio::spawn(server.serve(stop));
         Self {
             addr,
