@@ -39,8 +39,21 @@ pub fn run() -> anyhow::Result<()> {
     // Release binaries as daemonless OCI archives, inspected with skopeo and run.
     let built = crate::image::run(false)?;
     crate::image::verify(&built)?;
-    // The end-to-end suite on the local control plane (built and cached on first use).
-    crate::e2e::run(default_e2e_args()?)?;
+    // The end-to-end suite on the local control plane (built and cached on first use); every
+    // test namespace's objects are captured for the conformance suite.
+    let captured = crate::conformance::work_dir().join("captured");
+    if captured.exists() {
+        std::fs::remove_dir_all(&captured)?;
+    }
+    let mut e2e = default_e2e_args()?;
+    e2e.capture = Some(captured.clone());
+    crate::e2e::run(e2e)?;
+    // The released LMCache and vLLM parse and serve what the product rendered and injected.
+    crate::conformance::run_suite(&crate::conformance::Args {
+        lmcache: vec![crate::conformance::LMCACHE.to_string()],
+        vllm: crate::conformance::VLLM.to_string(),
+        captured: Some(captured),
+    })?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
 }

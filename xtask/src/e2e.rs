@@ -34,6 +34,10 @@ pub struct Args {
     /// not exercised by CI; see docs/e2e.md).
     #[arg(long)]
     kind: bool,
+    /// Write every test namespace's objects as conformance case files into this directory
+    /// (what `cargo xtask ci` feeds to `cargo xtask conformance`).
+    #[arg(long)]
+    pub capture: Option<PathBuf>,
     /// Extra arguments for the test binaries (after `--`), e.g. a test name filter.
     #[arg(last = true)]
     test_args: Vec<String>,
@@ -89,6 +93,10 @@ fn suite(layout: &Layout, args: &Args) -> anyhow::Result<()> {
         ("LMCACHE_E2E_AUDIT_LOG", layout.audit_log().display().to_string()),
     ];
     env.extend(product.env);
+    if let Some(dir) = &args.capture {
+        std::fs::create_dir_all(dir)?;
+        env.push(("LMCACHE_CONFORMANCE_CAPTURE", dir.display().to_string()));
+    }
     // `--tests`: every suite is an integration test; skipping doctests saves a rustdoc build.
     let mut test = vec![
         "test",

@@ -12,6 +12,7 @@ mod ci;
 mod cluster;
 mod cluster_pki;
 mod cluster_proc;
+mod conformance;
 mod crd;
 mod demo;
 mod e2e;
@@ -66,6 +67,9 @@ enum Command {
     /// Run the end-to-end suite (tests/e2e) against the local cluster with the operator and
     /// webhook as local processes.
     E2e(e2e::Args),
+    /// Run the rendered and injected objects (renderer fixtures, webhook cases, e2e captures)
+    /// through the released LMCache and vLLM packages (cached venv, torch stubbed).
+    Conformance(conformance::Args),
     /// Benchmarks (not part of `ci`): convergence vs a floor, steady-state writes, webhook
     /// latency vs a floor, memory; writes target/bench/report.{json,md}.
     Bench(bench::Args),
@@ -88,6 +92,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ci => ci::run(),
         Command::Cluster { action } => cluster::run(action),
         Command::E2e(args) => e2e::run(args),
+        Command::Conformance(args) => conformance::run_suite(&args),
         Command::Bench(args) => bench::run(args),
         Command::BenchFloor(args) => bench_load::serve_floor(args),
         Command::Demo => demo::run(),

@@ -112,7 +112,7 @@ pub fn leader_election_rules() -> Vec<Value> {
     vec![rule(
         &["coordination.k8s.io"],
         &["leases"],
-        &["get", "create", "update", "patch"],
+        &["get", "create", "update"],
     )]
 }
 

@@ -70,20 +70,24 @@ async fn run_with_lease(
     )?;
     // A standby is ready: it serves probes and metrics while it waits.
     gate.set(true);
-    let (mut leading, lease_task) = leader::start(client.clone(), &namespace).await?;
+    let (mut leading, lease_task) =
+        leader::start(client.clone(), &namespace, leader::Timings::default()).await?;
     tracing::info!(namespace, lease = leader::LEASE_NAME, "waiting for leadership");
     tokio::select! {
         () = shutdown.requested() => return Ok(()),
-        changed = leading.wait_for(|l| *l) => { changed.context("lease manager stopped")?; }
+        changed = leading.wait_for(|l| *l) => { changed.context("leader election stopped")?; }
     }
     tracing::info!("acquired leadership");
     gate.set(false);
     let mut lost = leading.clone();
     let result = tokio::select! {
         result = run_leader(client, args, metrics, gate, shutdown) => result,
-        _ = lost.wait_for(|l| !*l) => bail!("lost the leader Lease {namespace}/{}; exiting", leader::LEASE_NAME),
+        _ = lost.wait_for(|l| !*l) => bail!(
+            "lost the leader Lease {namespace}/{} (not renewed within the renew deadline, or taken over); exiting",
+            leader::LEASE_NAME
+        ),
     };
-    // Dropping every receiver makes the lease manager release the Lease.
+    // Dropping every receiver makes the elector release the Lease.
     drop(leading);
     drop(lost);
     let _ = lease_task.await;
