@@ -76,6 +76,11 @@ pub struct RunArgs {
     /// How often to re-check whether the ServiceMonitor API is served (e.g. `5m`, `3s`).
     #[arg(long, env = "LMCACHE_OPERATOR_SERVICEMONITOR_RECHECK", default_value = "5m", value_parser = parse_duration)]
     pub servicemonitor_recheck: Duration,
+
+    /// `/healthz` fails when the watches have not completed their initial list this long
+    /// after leadership began, or a watch has failed for this long without a success.
+    #[arg(long, env = "LMCACHE_OPERATOR_LIVENESS_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub liveness_timeout: Duration,
 }
 
 /// Flags of `render`.

@@ -5,12 +5,14 @@ use crate::context::{Context, ServiceMonitorApi, Writers};
 use crate::controllers::run_controllers;
 use crate::leader;
 use crate::metrics::Metrics;
-use crate::watches::{Triggers, recheck_service_monitor_api, service_monitor_api_served, spawn_watches};
+use crate::watches::{
+    Triggers, WatchHealth, recheck_service_monitor_api, service_monitor_api_served, spawn_watches,
+};
 use crate::write_counter::WriteCounterLayer;
 use anyhow::{Context as _, bail};
 use kube::Client;
 use kube::client::ClientBuilder;
-use lmcache_runtime::{AdminServer, Readiness, ReadyGate, Shutdown, init_tracing};
+use lmcache_runtime::{AdminServer, Liveness, Readiness, ReadyGate, Shutdown, init_tracing};
 use prometheus_client::registry::Registry;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,19 +28,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     metrics.register(&mut registry);
     let readiness = Readiness::new();
     let gate = readiness.gate("controllers");
-    let admin = AdminServer::bind(
+    let liveness = Liveness::new();
+    let admin = AdminServer::bind_with_liveness(
         &[args.metrics_bind_address, args.health_probe_bind_address],
         Arc::new(registry),
         readiness.clone(),
+        liveness.clone(),
     )
     .await?;
     let admin = tokio::spawn(admin.serve(shutdown.clone()));
 
     let client = build_client(&metrics).await?;
+    let leader = Leader {
+        metrics,
+        gate,
+        liveness,
+    };
     let result = if args.leader_elect {
-        run_with_lease(client, &args, metrics, gate, shutdown.clone()).await
+        run_with_lease(client, &args, leader, shutdown.clone()).await
     } else {
-        run_leader(client, &args, metrics, gate, shutdown.clone()).await
+        run_leader(client, &args, leader, shutdown.clone()).await
     };
     readiness.set_draining();
     if result.is_ok() {
@@ -57,11 +66,17 @@ pub async fn build_client(metrics: &Metrics) -> anyhow::Result<Client> {
         .build())
 }
 
+/// What the leader's work reports to: metrics, readiness and liveness.
+struct Leader {
+    metrics: Metrics,
+    gate: ReadyGate,
+    liveness: Liveness,
+}
+
 async fn run_with_lease(
     client: Client,
     args: &RunArgs,
-    metrics: Metrics,
-    gate: ReadyGate,
+    leader: Leader,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let namespace = leader::operator_namespace(
@@ -69,7 +84,7 @@ async fn run_with_lease(
         Path::new(leader::SERVICE_ACCOUNT_NAMESPACE_FILE),
     )?;
     // A standby is ready: it serves probes and metrics while it waits.
-    gate.set(true);
+    leader.gate.set(true);
     let (mut leading, lease_task) =
         leader::start(client.clone(), &namespace, leader::Timings::default()).await?;
     tracing::info!(namespace, lease = leader::LEASE_NAME, "waiting for leadership");
@@ -78,10 +93,10 @@ async fn run_with_lease(
         changed = leading.wait_for(|l| *l) => { changed.context("leader election stopped")?; }
     }
     tracing::info!("acquired leadership");
-    gate.set(false);
+    leader.gate.set(false);
     let mut lost = leading.clone();
     let result = tokio::select! {
-        result = run_leader(client, args, metrics, gate, shutdown) => result,
+        result = run_leader(client, args, leader, shutdown) => result,
         _ = lost.wait_for(|l| !*l) => bail!(
             "lost the leader Lease {namespace}/{} (not renewed within the renew deadline, or taken over); exiting",
             leader::LEASE_NAME
@@ -97,10 +112,14 @@ async fn run_with_lease(
 async fn run_leader(
     client: Client,
     args: &RunArgs,
-    metrics: Metrics,
-    gate: ReadyGate,
+    leader: Leader,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let Leader {
+        metrics,
+        gate,
+        liveness,
+    } = leader;
     let writers = Writers::default();
     let stores = writers.stores();
     let sm_api = ServiceMonitorApi::new(service_monitor_api_served(&client).await.unwrap_or(false));
@@ -112,7 +131,13 @@ async fn run_leader(
         metrics,
     ));
     let (triggers, streams) = Triggers::channel();
-    spawn_watches(&client, writers, ctx.clone(), triggers.clone());
+    spawn_watches(
+        &client,
+        writers,
+        ctx.clone(),
+        triggers.clone(),
+        &WatchHealth::new(liveness.clone(), args.liveness_timeout),
+    );
     tokio::spawn(recheck_service_monitor_api(
         client,
         ctx.clone(),
@@ -131,10 +156,15 @@ async fn run_leader(
         stores.config_maps.wait_until_ready().await?;
         stores.pods.wait_until_ready().await
     };
+    // Unhealthy if the caches never fill (a missing CRD, a missing RBAC rule): a restart may
+    // help, and at least the failure becomes visible.
+    let listed = liveness.check("initial list of the watches", args.liveness_timeout);
+    listed.failing();
     tokio::select! {
         () = shutdown.requested() => return Ok(()),
         synced = synced => synced.context("a watch stopped before its initial list")?,
     }
+    listed.ok();
     gate.set(true);
     tracing::info!("watch caches synced; controllers running");
     run_controllers(ctx, streams, args.max_concurrent_reconciles, shutdown).await;

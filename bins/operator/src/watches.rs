@@ -19,6 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use lmcache_api::constants::labels;
 use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheCoordinator, LMCacheEngine};
+use lmcache_runtime::{Liveness, LivenessCheck};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -114,12 +115,31 @@ fn all_keys<K: Primary>(store: &Store<DeserializeGuard<K>>) -> impl Iterator<Ite
     store.state().into_iter().filter_map(|o| key_of(&*o))
 }
 
+/// Where the watches report whether they work (`/healthz`, lifecycle.md §4).
+#[derive(Clone, Debug)]
+pub struct WatchHealth {
+    liveness: Liveness,
+    limit: Duration,
+}
+
+impl WatchHealth {
+    /// Watches failing for `limit` without a success make the process unhealthy.
+    pub fn new(liveness: Liveness, limit: Duration) -> Self {
+        Self { liveness, limit }
+    }
+
+    fn check(&self, what: &str) -> LivenessCheck {
+        self.liveness.check(format!("watch {what}"), self.limit)
+    }
+}
+
 /// Runs one watch: feeds `writer` and calls `on_event` after each event was applied.
 async fn run_watch<K>(
     stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
     writer: &mut Writer<K>,
     mut on_event: impl FnMut(&watcher::Event<K>, &Store<K>),
     what: &'static str,
+    health: &LivenessCheck,
 ) where
     K: Resource + Clone + 'static,
     K::DynamicType: Eq + Hash + Clone,
@@ -129,11 +149,16 @@ async fn run_watch<K>(
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
+                health.ok();
                 writer.apply_watcher_event(&event);
                 on_event(&event, &reader);
             }
-            // Watch errors are retried by the stream's backoff; never fatal.
-            Err(error) => tracing::warn!(watch = what, %error, "watch error"),
+            // Watch errors are retried by the stream's backoff; only a long run of them
+            // (without a success in between) makes the process unhealthy.
+            Err(error) => {
+                health.failing();
+                tracing::warn!(watch = what, %error, "watch error");
+            }
         }
     }
 }
@@ -152,23 +177,22 @@ where
     watcher(api, config).default_backoff()
 }
 
-/// Maps a child event to the child's controller.
+/// Maps a child event to the child's controller. A (re)list says nothing about children deleted
+/// while the watch was not running (a watch that started late, like the ServiceMonitor one
+/// when its API appears, or one that resynced after an error), so after every list every
+/// custom resource is reconciled once: a child deleted in that gap is recreated now, not at the
+/// next resync.
 pub(crate) fn child_hook<K: Resource<DynamicType = D> + Clone, D: Eq + Hash + Clone>(
     triggers: Triggers,
+    stores: Stores,
 ) -> impl FnMut(&watcher::Event<K>, &Store<K>) {
-    move |event, store| match event {
+    move |event, _store| match event {
         watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => {
             if let Some(owner) = owner_of(obj.meta()) {
                 triggers.send(&owner);
             }
         }
-        watcher::Event::InitDone => {
-            for obj in store.state() {
-                if let Some(owner) = owner_of(obj.meta()) {
-                    triggers.send(&owner);
-                }
-            }
-        }
+        watcher::Event::InitDone => triggers.send_all(&stores),
         watcher::Event::Init | watcher::Event::InitApply(_) => {}
     }
 }
@@ -263,15 +287,23 @@ fn spawn_watch<K>(
     mut writer: Writer<K>,
     on_event: impl FnMut(&watcher::Event<K>, &Store<K>) + Send + 'static,
     what: &'static str,
+    health: &WatchHealth,
 ) where
     K: Resource + Clone + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
-    tokio::spawn(async move { run_watch(stream, &mut writer, on_event, what).await });
+    let check = health.check(what);
+    tokio::spawn(async move { run_watch(stream, &mut writer, on_event, what, &check).await });
 }
 
 /// Spawns every watch. The ServiceMonitor watch runs only while the API is served.
-pub fn spawn_watches(client: &Client, writers: Writers, ctx: Arc<Context>, triggers: Triggers) {
+pub fn spawn_watches(
+    client: &Client,
+    writers: Writers,
+    ctx: Arc<Context>,
+    triggers: Triggers,
+    health: &WatchHealth,
+) {
     let Writers {
         engines,
         blend_engines,
@@ -292,6 +324,7 @@ pub fn spawn_watches(client: &Client, writers: Writers, ctx: Arc<Context>, trigg
         engines,
         primary_hook::<LMCacheEngine>(ctx.clone(), triggers.clone()),
         "lmcacheengines",
+        health,
     );
     spawn_watch(
         watch_stream(
@@ -301,6 +334,7 @@ pub fn spawn_watches(client: &Client, writers: Writers, ctx: Arc<Context>, trigg
         blend_engines,
         primary_hook::<CacheBlendEngine>(ctx.clone(), triggers.clone()),
         "cacheblendengines",
+        health,
     );
     spawn_watch(
         watch_stream(
@@ -310,30 +344,35 @@ pub fn spawn_watches(client: &Client, writers: Writers, ctx: Arc<Context>, trigg
         coordinators,
         primary_hook::<LMCacheCoordinator>(ctx.clone(), triggers.clone()),
         "lmcachecoordinators",
+        health,
     );
     spawn_watch(
         watch_stream(Api::<DaemonSet>::all(client.clone()), managed_by()),
         daemon_sets,
-        child_hook(triggers.clone()),
+        child_hook(triggers.clone(), ctx.stores.clone()),
         "daemonsets",
+        health,
     );
     spawn_watch(
         watch_stream(Api::<Deployment>::all(client.clone()), managed_by()),
         deployments,
-        child_hook(triggers.clone()),
+        child_hook(triggers.clone(), ctx.stores.clone()),
         "deployments",
+        health,
     );
     spawn_watch(
         watch_stream(Api::<Service>::all(client.clone()), managed_by()),
         services,
-        child_hook(triggers.clone()),
+        child_hook(triggers.clone(), ctx.stores.clone()),
         "services",
+        health,
     );
     spawn_watch(
         watch_stream(Api::<ConfigMap>::all(client.clone()), managed_by()),
         config_maps,
-        child_hook(triggers.clone()),
+        child_hook(triggers.clone(), ctx.stores.clone()),
         "configmaps",
+        health,
     );
     let pod_triggers = triggers.clone();
     spawn_watch(
@@ -355,12 +394,14 @@ pub fn spawn_watches(client: &Client, writers: Writers, ctx: Arc<Context>, trigg
             watcher::Event::Init | watcher::Event::InitApply(_) => {}
         },
         "pods",
+        health,
     );
     tokio::spawn(watch_service_monitors(
         client.clone(),
         service_monitors,
         ctx,
         triggers,
+        health.check("servicemonitors"),
     ));
 }
 
@@ -370,6 +411,7 @@ async fn watch_service_monitors(
     mut writer: Writer<DynamicObject>,
     ctx: Arc<Context>,
     triggers: Triggers,
+    health: LivenessCheck,
 ) {
     let mut availability = ctx.service_monitor_api.subscribe();
     loop {
@@ -380,8 +422,9 @@ async fn watch_service_monitors(
         let watch = run_watch(
             watch_stream(api, managed_by()),
             &mut writer,
-            child_hook(triggers.clone()),
+            child_hook(triggers.clone(), ctx.stores.clone()),
             "servicemonitors",
+            &health,
         );
         tokio::select! {
             () = watch => return,
@@ -392,6 +435,8 @@ async fn watch_service_monitors(
                 tracing::info!("ServiceMonitor API gone; stopping its watch");
             }
         }
+        // Not watching is not failing.
+        health.ok();
         writer.apply_watcher_event(&watcher::Event::Init);
         writer.apply_watcher_event(&watcher::Event::InitDone);
     }

@@ -2,7 +2,7 @@
 //!
 //! | Path | Answer |
 //! |---|---|
-//! | `/live`, `/healthz` | 200 while the process runs |
+//! | `/live`, `/healthz` | 200 unless a [`Liveness`] check has failed for too long (500) |
 //! | `/ready`, `/readyz` | 200 when [`Readiness`] is ready, else 503 with the reasons |
 //! | `/metrics` | the registry in the OpenMetrics text format |
 //!
@@ -10,7 +10,7 @@
 //! `--metrics-bind-address` and `--health-probe-bind-address`.
 
 use crate::http::{self, BindAddress, ServeOptions, response};
-use crate::{Error, Readiness, Shutdown};
+use crate::{Error, Liveness, Readiness, Shutdown};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -33,6 +33,7 @@ pub struct AdminServer {
 struct State {
     registry: Arc<Registry>,
     readiness: Readiness,
+    liveness: Liveness,
 }
 
 impl std::fmt::Debug for State {
@@ -50,6 +51,16 @@ impl AdminServer {
         registry: Arc<Registry>,
         readiness: Readiness,
     ) -> Result<Self, Error> {
+        Self::bind_with_liveness(addresses, registry, readiness, Liveness::new()).await
+    }
+
+    /// [`bind`](Self::bind) with liveness checks behind `/healthz`.
+    pub async fn bind_with_liveness(
+        addresses: &[BindAddress],
+        registry: Arc<Registry>,
+        readiness: Readiness,
+        liveness: Liveness,
+    ) -> Result<Self, Error> {
         let mut wanted: Vec<SocketAddr> = Vec::new();
         for address in addresses.iter().filter_map(|a| a.socket_addr()) {
             if !wanted.contains(&address) {
@@ -62,7 +73,11 @@ impl AdminServer {
         }
         Ok(Self {
             listeners,
-            state: Arc::new(State { registry, readiness }),
+            state: Arc::new(State {
+                registry,
+                readiness,
+                liveness,
+            }),
         })
     }
 
@@ -102,7 +117,15 @@ fn handle(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         return response(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
     }
     match req.uri().path() {
-        "/live" | "/healthz" => response(StatusCode::OK, TEXT, "ok\n"),
+        "/live" | "/healthz" => {
+            let problems = state.liveness.problems();
+            if problems.is_empty() {
+                response(StatusCode::OK, TEXT, "ok\n")
+            } else {
+                let body = format!("unhealthy: {}\n", problems.join(", "));
+                response(StatusCode::INTERNAL_SERVER_ERROR, TEXT, body)
+            }
+        }
         "/ready" | "/readyz" => {
             let reasons = state.readiness.not_ready_reasons();
             if reasons.is_empty() {

@@ -3,14 +3,16 @@
 //! * [`telemetry`]: one `tracing` subscriber, JSON lines (default) or plain text;
 //! * [`shutdown`]: a [`Shutdown`] that resolves on SIGTERM/SIGINT (a second signal aborts);
 //! * [`readiness`]: a shared [`Readiness`] made of named gates, false once draining;
+//! * [`liveness`]: a shared [`Liveness`] of named checks that fail after a time limit;
 //! * [`admin`]: the plain-HTTP admin server (`/live`, `/healthz`, `/ready`, `/readyz`, `/metrics`);
 //! * [`http`]: the hyper 1 connection loop (plain or TLS) with graceful drain, and bind addresses;
-//! * [`tls`]: a rustls `ServerConfig` whose certificate is re-read when the PEM files change.
+//! * [`tls`]: a rustls `ServerConfig` whose certificate is swapped in memory when it changes.
 //!
 //! Call [`install_crypto_provider`] first in `main`: the workspace builds rustls with `ring` only.
 
 pub mod admin;
 pub mod http;
+pub mod liveness;
 pub mod readiness;
 pub mod shutdown;
 pub mod telemetry;
@@ -18,6 +20,7 @@ pub mod tls;
 
 pub use admin::AdminServer;
 pub use http::{BindAddress, ServeOptions};
+pub use liveness::{Liveness, LivenessCheck};
 pub use readiness::{Readiness, ReadyGate};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use telemetry::{LogFormat, init_tracing};

@@ -128,14 +128,30 @@ impl Harness {
             of("lmcachecoordinators", false),
             primary_hook::<LMCacheCoordinator>(ctx.clone(), t.clone()),
         );
-        refill(&mut w.daemon_sets, of("daemonsets", true), child_hook(t.clone()));
-        refill(&mut w.deployments, of("deployments", true), child_hook(t.clone()));
-        refill(&mut w.services, of("services", true), child_hook(t.clone()));
-        refill(&mut w.config_maps, of("configmaps", true), child_hook(t.clone()));
+        refill(
+            &mut w.daemon_sets,
+            of("daemonsets", true),
+            child_hook(t.clone(), ctx.stores.clone()),
+        );
+        refill(
+            &mut w.deployments,
+            of("deployments", true),
+            child_hook(t.clone(), ctx.stores.clone()),
+        );
+        refill(
+            &mut w.services,
+            of("services", true),
+            child_hook(t.clone(), ctx.stores.clone()),
+        );
+        refill(
+            &mut w.config_maps,
+            of("configmaps", true),
+            child_hook(t.clone(), ctx.stores.clone()),
+        );
         refill(
             &mut w.service_monitors,
             of("servicemonitors", true),
-            child_hook(t.clone()),
+            child_hook(t.clone(), ctx.stores.clone()),
         );
         refill(&mut w.pods, of("pods", true), |_: &Event<_>, _: &Store<_>| {});
     }

@@ -954,3 +954,26 @@ async fn a_terminating_namespace_stops_without_status_or_retry() {
     let w = writes(&requests);
     assert_eq!(w, ["PATCH /apis/apps/v1/namespaces/default/daemonsets/my-cache"]);
 }
+
+/// A child watch that lists late (the ServiceMonitor one when its API appears) or relists after
+/// an error cannot see what was deleted before: every custom resource is reconciled after its
+/// list, so a ServiceMonitor deleted in that gap is recreated at once, not at the next resync.
+#[tokio::test]
+async fn a_child_list_reconciles_every_custom_resource() {
+    use crate::watches::child_hook;
+    use kube::core::{ApiResource, DynamicObject};
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher::Event;
+    let mut h = converged_engine().await;
+    h.create(COORDINATORS, "LMCacheCoordinator", "team-a", "c", json!({}));
+    h.take_triggers();
+    let writer = Writer::<DynamicObject>::new(ApiResource::erase::<LMCacheEngine>(&()));
+    let mut hook = child_hook(h.triggers.clone(), h.ctx.stores.clone());
+    hook(&Event::Init, &writer.as_reader());
+    assert!(h.take_triggers().is_empty());
+    hook(&Event::InitDone, &writer.as_reader());
+    assert_eq!(
+        h.take_triggers(),
+        ["LMCacheCoordinator team-a/c", "LMCacheEngine default/my-cache"]
+    );
+}
