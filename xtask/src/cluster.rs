@@ -581,9 +581,13 @@ fn controller_manager_args(kubeconfig: &str, pki: &ClusterPki) -> Vec<String> {
         &format!("--kubeconfig={kubeconfig}"),
         "--leader-elect=false",
         "--secure-port=0",
+        // What the product's behaviours rely on, as in a real cluster: pods of a deleted node
+        // are collected (podgc), PodDisruptionBudgets get a status (disruption, for evictions),
+        // Services get EndpointSlices, ResourceQuotas get their usage.
         "--controllers=daemonset-controller,replicaset-controller,deployment-controller,\
          garbage-collector-controller,namespace-controller,node-lifecycle-controller,\
-         serviceaccount-controller",
+         serviceaccount-controller,pod-garbage-collector-controller,disruption-controller,\
+         endpointslice-controller,resourcequota-controller",
         &format!("--root-ca-file={}", pki.ca_crt.display()),
         &format!("--service-account-private-key-file={}", pki.sa_key.display()),
         "--v=1",

@@ -228,9 +228,13 @@ pub fn start_product(layout: &Layout, kubectl: &Kubectl, detached: bool) -> anyh
     )?;
 
     if ready(layout, &webhook, webhook_health) {
-        let url = format!("https://127.0.0.1:{webhook_port}/mutate-cacheblend-pod");
-        register_webhook(kubectl, &url, &ca.pem())?;
-        env.push(("LMCACHE_E2E_WEBHOOK_URL", url));
+        let base = format!("https://127.0.0.1:{webhook_port}");
+        register_webhook(kubectl, &base, &ca.pem())?;
+        env.push(("LMCACHE_E2E_WEBHOOK_URL", format!("{base}/mutate-cacheblend-pod")));
+        env.push((
+            "LMCACHE_E2E_LMCACHE_WEBHOOK_URL",
+            format!("{base}/mutate-lmcache-pod"),
+        ));
         env.push(("LMCACHE_E2E_WEBHOOK_METRICS", webhook_metrics.to_string()));
         env.push(("LMCACHE_E2E_WEBHOOK_HEALTH", webhook_health.to_string()));
     }
@@ -266,44 +270,25 @@ fn ready(layout: &Layout, proc: &Proc, health: SocketAddr) -> bool {
     }
 }
 
-/// The MutatingWebhookConfiguration of cacheblend.md §11 with a loopback `url` client config.
-fn webhook_configuration(url: &str, ca_pem: &str) -> String {
-    format!(
-        r#"apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata:
-  name: {MWC_NAME}
-  labels:
-    app.kubernetes.io/name: lmcache-operator
-    app.kubernetes.io/component: webhook
-webhooks:
-  - name: cacheblend-injector.lmcache.ai
-    admissionReviewVersions: ["v1"]
-    clientConfig:
-      url: "{url}"
-      caBundle: {ca}
-    rules:
-      - apiGroups: [""]
-        apiVersions: ["v1"]
-        operations: ["CREATE"]
-        resources: ["pods"]
-        scope: Namespaced
-    failurePolicy: Ignore
-    sideEffects: None
-    reinvocationPolicy: Never
-    matchPolicy: Equivalent
-    timeoutSeconds: 5
-    objectSelector:
-      matchLabels:
-        lmcache.ai/cacheblend-inject: "true"
-    namespaceSelector:
-      matchExpressions:
-        - key: kubernetes.io/metadata.name
-          operator: NotIn
-          values: [kube-system, kube-public, {SYSTEM_NAMESPACE}]
-"#,
-        ca = cluster_pki::base64(ca_pem.as_bytes())
-    )
+/// install.yaml's webhook entries (both injectors) with loopback `url` client configs under
+/// `base` (`https://127.0.0.1:PORT`).
+fn webhook_configuration(base: &str, ca_pem: &str) -> anyhow::Result<String> {
+    let ca = cluster_pki::base64(ca_pem.as_bytes());
+    let hooks: Vec<serde_json::Value> = crate::manifests::webhook_entries(SYSTEM_NAMESPACE)
+        .into_iter()
+        .map(|(mut hook, path)| {
+            hook["clientConfig"] = serde_json::json!({"url": format!("{base}{path}"), "caBundle": ca});
+            hook
+        })
+        .collect();
+    let mwc = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": MWC_NAME, "labels": {"app.kubernetes.io/name": "lmcache-operator",
+                                                  "app.kubernetes.io/component": "webhook"}},
+        "webhooks": hooks,
+    });
+    Ok(serde_json::to_string(&mwc)?)
 }
 
 /// A dry-run pod that opts in and names a missing engine: once the webhook is wired up the
@@ -323,7 +308,7 @@ spec:
       image: example.invalid/vllm:probe
 "#;
 
-fn register_webhook(kubectl: &Kubectl, url: &str, ca_pem: &str) -> anyhow::Result<()> {
+fn register_webhook(kubectl: &Kubectl, base: &str, ca_pem: &str) -> anyhow::Result<()> {
     kubectl.ok(
         &[
             "apply",
@@ -333,7 +318,7 @@ fn register_webhook(kubectl: &Kubectl, url: &str, ca_pem: &str) -> anyhow::Resul
             "-f",
             "-",
         ],
-        Some(&webhook_configuration(url, ca_pem)),
+        Some(&webhook_configuration(base, ca_pem)?),
     )?;
     // The apiserver picks up webhook configurations through an informer: probe until it calls us.
     let mut last = String::new();
@@ -390,27 +375,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn webhook_configuration_matches_the_spec_selectors_with_a_loopback_url() {
-        let text = webhook_configuration("https://127.0.0.1:9443/mutate-cacheblend-pod", "PEM");
-        let mwc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-        let hook = &mwc["webhooks"][0];
-        assert_eq!(hook["failurePolicy"], "Ignore");
-        assert_eq!(hook["sideEffects"], "None");
-        assert_eq!(hook["timeoutSeconds"], 5);
-        assert_eq!(hook["clientConfig"]["caBundle"], "UEVN");
+    fn webhook_configuration_is_install_yamls_with_loopback_urls() {
+        let text = webhook_configuration("https://127.0.0.1:9443", "PEM").unwrap();
+        let mwc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let hooks = mwc["webhooks"].as_array().unwrap();
+        let urls: Vec<&str> = hooks
+            .iter()
+            .map(|h| h["clientConfig"]["url"].as_str().unwrap())
+            .collect();
         assert_eq!(
-            hook["clientConfig"]["url"],
-            "https://127.0.0.1:9443/mutate-cacheblend-pod"
+            urls,
+            [
+                "https://127.0.0.1:9443/mutate-cacheblend-pod",
+                "https://127.0.0.1:9443/mutate-lmcache-pod"
+            ]
         );
-        assert_eq!(
-            hook["objectSelector"]["matchLabels"]["lmcache.ai/cacheblend-inject"],
-            "true"
-        );
-        let excluded = &hook["namespaceSelector"]["matchExpressions"][0]["values"];
-        assert_eq!(
-            excluded,
-            &serde_yaml::from_str::<serde_yaml::Value>("[kube-system, kube-public, lmcache-e2e-system]")
-                .unwrap()
-        );
+        for (hook, label) in hooks
+            .iter()
+            .zip(["lmcache.ai/cacheblend-inject", "lmcache.ai/lmcache-inject"])
+        {
+            assert_eq!(hook["failurePolicy"], "Ignore");
+            assert_eq!(hook["clientConfig"]["caBundle"], "UEVN");
+            assert_eq!(hook["objectSelector"]["matchLabels"][label], "true");
+            let excluded = &hook["namespaceSelector"]["matchExpressions"][0]["values"];
+            assert_eq!(
+                excluded,
+                &serde_json::json!(["kube-system", "kube-public", "lmcache-e2e-system"])
+            );
+        }
     }
 }

@@ -29,7 +29,6 @@ impl Default for Vars {
 }
 
 const PREFIX: &str = "lmcache-operator";
-const WEBHOOK_PATH: &str = "/mutate-cacheblend-pod";
 const CERT_DIR: &str = "/tmp/k8s-webhook-server/serving-certs";
 
 fn labels(component: &str) -> Value {
@@ -98,11 +97,12 @@ pub fn controller_rules() -> Vec<Value> {
     ]
 }
 
-/// The webhook reads CacheBlendEngines and nothing else (operations.md §5.3).
+/// The webhook reads the two engine kinds and nothing else (operations.md §5.3,
+/// connection-webhook.md §5).
 pub fn webhook_rules() -> Vec<Value> {
     vec![rule(
         &[lmcache_api::constants::GROUP],
-        &["cacheblendengines"],
+        &["cacheblendengines", "lmcacheengines"],
         &["get", "list", "watch"],
     )]
 }
@@ -318,34 +318,57 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         "labels": {"app.kubernetes.io/name": PREFIX, "app.kubernetes.io/part-of": PREFIX,
                    "app.kubernetes.io/component": "webhook"}});
     mwc_meta["annotations"] = json!({"cert-manager.io/inject-ca-from": format!("{ns}/{cert}")});
-    let mut hook = webhook_template(ns);
-    hook["clientConfig"] =
-        json!({"service": {"name": webhook, "namespace": ns, "path": WEBHOOK_PATH, "port": 443}});
+    let hooks: Vec<Value> = webhook_entries(ns)
+        .into_iter()
+        .map(|(mut hook, path)| {
+            hook["clientConfig"] =
+                json!({"service": {"name": webhook, "namespace": ns, "path": path, "port": 443}});
+            hook
+        })
+        .collect();
     docs.push((
         "webhook",
         json!({"apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration", "metadata": mwc_meta, "webhooks": [hook]}),
+        "kind": "MutatingWebhookConfiguration", "metadata": mwc_meta, "webhooks": hooks}),
     ));
     Ok(docs)
 }
 
-/// The webhook entry of the MutatingWebhookConfiguration without `clientConfig`
-/// (cacheblend.md §11); e2e registers the same entry with a loopback URL.
-pub fn webhook_template(operator_namespace: &str) -> Value {
-    json!({
-        "name": "cacheblend-injector.lmcache.ai",
-        "admissionReviewVersions": ["v1"],
-        "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                   "resources": ["pods"], "scope": "Namespaced"}],
-        "failurePolicy": "Ignore",
-        "sideEffects": "None",
-        "reinvocationPolicy": "Never",
-        "matchPolicy": "Equivalent",
-        "timeoutSeconds": 5,
-        "objectSelector": {"matchLabels": {lmcache_api::constants::labels::CACHEBLEND_INJECT: "true"}},
-        "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
-            "values": ["kube-system", "kube-public", operator_namespace]}]},
-    })
+/// The two webhook entries of the MutatingWebhookConfiguration without `clientConfig`, each with
+/// its path (cacheblend.md §11, connection-webhook.md §5); e2e registers the same entries with
+/// loopback URLs. The API server calls them in this order: for a pod opted into both, the
+/// CacheBlend injector runs first and the connection injector then skips it
+/// (`kv-transfer-config-present`). The configuration keeps its first name
+/// (`...-cacheblend-injector`), so applying a new install.yaml updates it in place instead of
+/// leaving a second configuration behind.
+pub fn webhook_entries(operator_namespace: &str) -> Vec<(Value, &'static str)> {
+    use lmcache_api::constants::labels;
+    let entry = |name: &str, label: &str| {
+        json!({
+            "name": name,
+            "admissionReviewVersions": ["v1"],
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": ["pods"], "scope": "Namespaced"}],
+            "failurePolicy": "Ignore",
+            "sideEffects": "None",
+            "reinvocationPolicy": "Never",
+            "matchPolicy": "Equivalent",
+            "timeoutSeconds": 5,
+            "objectSelector": {"matchLabels": {label: "true"}},
+            "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                "values": ["kube-system", "kube-public", operator_namespace]}]},
+        })
+    };
+    vec![
+        (
+            entry("cacheblend-injector.lmcache.ai", labels::CACHEBLEND_INJECT),
+            "/mutate-cacheblend-pod",
+        ),
+        (
+            entry("lmcache-injector.lmcache.ai", labels::LMCACHE_INJECT),
+            "/mutate-lmcache-pod",
+        ),
+    ]
 }
 
 fn to_yaml_stream(docs: &[&Value]) -> anyhow::Result<String> {

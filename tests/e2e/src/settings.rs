@@ -54,6 +54,11 @@ pub fn webhook_url() -> anyhow::Result<String> {
     product("LMCACHE_E2E_WEBHOOK_URL", "lmcache-webhook")
 }
 
+/// The URL of the connection injector (`/mutate-lmcache-pod`) registered by `cargo xtask e2e`.
+pub fn lmcache_webhook_url() -> anyhow::Result<String> {
+    product("LMCACHE_E2E_LMCACHE_WEBHOOK_URL", "lmcache-webhook")
+}
+
 /// A variable `cargo xtask e2e` sets only once `component` is ready.
 fn product(name: &str, component: &str) -> anyhow::Result<String> {
     lookup(name).with_context(|| {

@@ -193,21 +193,46 @@ async fn h114_leader_lease_exists_with_a_holder() -> anyhow::Result<()> {
 #[tokio::test]
 #[ignore = "needs a cluster: cargo xtask e2e"]
 async fn f104_registered_webhook_configuration_matches_the_spec() -> anyhow::Result<()> {
-    let url = settings::webhook_url()?;
     let cluster = Cluster::connect().await?;
     let list = cluster
         .kubectl
         .get_json("default", &["mutatingwebhookconfigurations"])
         .await?;
-    let hooks: Vec<&Value> = list["items"]
+    let all: Vec<&Value> = list["items"]
         .as_array()
         .into_iter()
         .flatten()
         .flat_map(|mwc| mwc["webhooks"].as_array().into_iter().flatten())
-        .filter(|hook| hook["clientConfig"]["url"] == url.as_str())
         .collect();
-    assert_eq!(hooks.len(), 1, "exactly one webhook calls {url}");
-    let hook = hooks[0];
+    // Both injectors, CacheBlend first (K6: it runs before the connection injector).
+    let cacheblend = settings::webhook_url()?;
+    let lmcache = settings::lmcache_webhook_url()?;
+    let position = |url: &str| all.iter().position(|h| h["clientConfig"]["url"] == url);
+    assert!(position(&cacheblend) < position(&lmcache), "order of {all:?}");
+    for (url, name, label) in [
+        (
+            &cacheblend,
+            "cacheblend-injector.lmcache.ai",
+            "lmcache.ai/cacheblend-inject",
+        ),
+        (
+            &lmcache,
+            "lmcache-injector.lmcache.ai",
+            "lmcache.ai/lmcache-inject",
+        ),
+    ] {
+        let hooks: Vec<&&Value> = all
+            .iter()
+            .filter(|hook| hook["clientConfig"]["url"] == url.as_str())
+            .collect();
+        assert_eq!(hooks.len(), 1, "exactly one webhook calls {url}");
+        check_entry(hooks[0], name, label);
+    }
+    Ok(())
+}
+
+fn check_entry(hook: &Value, name: &str, label: &str) {
+    assert_eq!(hook["name"], name);
     let rules = hook["rules"].as_array().cloned().unwrap_or_default();
     assert_eq!(rules.len(), 1, "{rules:?}");
     assert_eq!(rules[0]["operations"], serde_json::json!(["CREATE"]));
@@ -219,10 +244,7 @@ async fn f104_registered_webhook_configuration_matches_the_spec() -> anyhow::Res
     assert_eq!(hook["reinvocationPolicy"], "Never");
     assert_eq!(hook["timeoutSeconds"], 5);
     assert_eq!(hook["admissionReviewVersions"], serde_json::json!(["v1"]));
-    assert_eq!(
-        hook["objectSelector"]["matchLabels"]["lmcache.ai/cacheblend-inject"],
-        "true"
-    );
+    assert_eq!(hook["objectSelector"]["matchLabels"][label], "true");
     let expr = &hook["namespaceSelector"]["matchExpressions"][0];
     assert_eq!(expr["key"], "kubernetes.io/metadata.name");
     assert_eq!(expr["operator"], "NotIn");
@@ -238,5 +260,4 @@ async fn f104_registered_webhook_configuration_matches_the_spec() -> anyhow::Res
     }
     let ca = hook["clientConfig"]["caBundle"].as_str().unwrap_or_default();
     assert!(!ca.is_empty(), "caBundle is empty");
-    Ok(())
 }

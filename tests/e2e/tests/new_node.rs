@@ -1,5 +1,6 @@
 //! engine.md §10 "New GPU nodes" on the real control plane: a node that starts matching the
-//! engine's nodeSelector gets an engine pod and `desiredInstances` follows.
+//! engine's nodeSelector gets an engine pod and `desiredInstances` follows; when it is deleted,
+//! its pod is collected and the engine shrinks back (lifecycle.md §7).
 //!
 //! Isolation: this file holds a single test (test binaries run one after another, tests within
 //! a binary in parallel). It never changes what the default selector
@@ -146,14 +147,27 @@ async fn d_a_node_that_starts_matching_gets_a_pod_and_desired_becomes_four() -> 
         "no engine pod on {extra}"
     );
 
-    // Remove the engine before the node, so its pod there is deleted while kwok still
-    // manages the node; the guard then deletes the node and the labels.
-    s.delete(Res::Cr(Kind::Engine), name).await?;
-    s.wait("engine pods gone", || async {
-        Ok(s.list(Res::Pod, &format!("app.kubernetes.io/instance={name}"))
-            .await?
-            .is_empty()
-            .then_some(()))
+    // lifecycle.md §7: the node leaves. The pod garbage collector removes its pod (as in a real
+    // cluster; kwok no longer manages the node) and the engine shrinks back to 3/3.
+    nodes.delete(&extra, &Default::default()).await?;
+    let engine = s
+        .wait_status(Kind::Engine, name, "back to 3/3 with 3 endpoints", |st| {
+            st["desiredInstances"] == 3
+                && st["readyInstances"] == 3
+                && st["endpoints"].as_array().is_some_and(|e| e.len() == 3)
+                && st["phase"] == "Running"
+        })
+        .await?;
+    let nodes_in_status: Vec<&str> = engine["status"]["endpoints"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["nodeName"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(nodes_in_status, GPU_NODES);
+    s.wait("the pod of the deleted node collected", || async {
+        let pods = s
+            .list(Res::Pod, &format!("app.kubernetes.io/instance={name}"))
+            .await?;
+        Ok((!pods.iter().any(|p| p["spec"]["nodeName"] == extra.as_str())).then_some(()))
     })
     .await?;
     Ok(())
