@@ -97,8 +97,50 @@ fn suite(layout: &Layout, args: &Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
         env.push(("LMCACHE_CONFORMANCE_CAPTURE", dir.display().to_string()));
     }
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let started = Instant::now();
+    // Phase 1: every test against the shared operator and webhook, except `alone_*` ones.
+    let mut shared = test_command(4);
+    shared.extend(["--skip", EXCLUSIVE]);
+    shared.extend(args.test_args.iter().map(String::as_str));
+    let result = run_env("cargo", &shared, &env_refs);
+    eprintln!(
+        "[e2e] shared tests took {:.1}s; product logs in {}",
+        started.elapsed().as_secs_f64(),
+        layout.logs().display()
+    );
+    // Phase 2: tests that start and stop the product themselves (leader hand-over, the webhook
+    // down), one at a time with the shared processes stopped.
+    let filters = exclusive_filters(&args.test_args);
+    let exclusive = if filters.is_empty() {
+        Ok(())
+    } else {
+        cluster_proc::stop_all(&layout.e2e_pids())?;
+        let started = Instant::now();
+        let mut alone = test_command(1);
+        alone.extend(filters.iter().map(String::as_str));
+        let result = run_env("cargo", &alone, &env_refs);
+        eprintln!(
+            "[e2e] exclusive tests took {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        result
+    };
+    result.and(exclusive)
+}
+
+/// Name prefix of the tests that need the cluster to themselves.
+const EXCLUSIVE: &str = "alone_";
+
+/// `cargo test` of the e2e suite with `threads` test threads.
+fn test_command(threads: usize) -> Vec<&'static str> {
     // `--tests`: every suite is an integration test; skipping doctests saves a rustdoc build.
-    let mut test = vec![
+    let threads = if threads == 1 {
+        "--test-threads=1"
+    } else {
+        "--test-threads=4"
+    };
+    vec![
         "test",
         "-p",
         "lmcache-e2e",
@@ -107,18 +149,20 @@ fn suite(layout: &Layout, args: &Args) -> anyhow::Result<()> {
         "--no-fail-fast",
         "--",
         "--ignored",
-        "--test-threads=4",
-    ];
-    test.extend(args.test_args.iter().map(String::as_str));
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let started = Instant::now();
-    let result = run_env("cargo", &test, &env_refs);
-    eprintln!(
-        "[e2e] tests took {:.1}s; product logs in {}",
-        started.elapsed().as_secs_f64(),
-        layout.logs().display()
-    );
-    result
+        threads,
+    ]
+}
+
+/// The filters of the exclusive phase: all exclusive tests without a user filter, else only
+/// the user's filters that name exclusive tests (libtest ORs filters).
+fn exclusive_filters(user: &[String]) -> Vec<String> {
+    if user.is_empty() {
+        return vec![EXCLUSIVE.to_string()];
+    }
+    user.iter()
+        .filter(|f| f.starts_with(EXCLUSIVE))
+        .cloned()
+        .collect()
 }
 
 /// Debug builds of the operator and the webhook (what [`start_product`] runs).
@@ -194,17 +238,29 @@ pub fn start_product(layout: &Layout, kubectl: &Kubectl, detached: bool) -> anyh
     let (crt, key) = ca.serving("lmcache-e2e-webhook")?;
     cluster_pki::write(&certs.join("tls.crt"), &crt)?;
     cluster_pki::write(&certs.join("tls.key"), &key)?;
+    let webhook_args = vec![
+        "serve".to_string(),
+        "--bind-address=127.0.0.1".to_string(),
+        format!("--port={webhook_port}"),
+        format!("--cert-dir={}", certs.display()),
+        format!("--metrics-bind-address={webhook_metrics}"),
+        format!("--health-probe-bind-address={webhook_health}"),
+    ];
+    // What exclusive tests need to run the product themselves, exactly as here.
+    env.push(("LMCACHE_E2E_BIN_DIR", bin.display().to_string()));
+    env.push(("LMCACHE_E2E_WEBHOOK_ARGS", serde_json::to_string(&webhook_args)?));
+    env.push((
+        "LMCACHE_E2E_WEBHOOK_KUBECONFIG",
+        webhook_kubeconfig.display().to_string(),
+    ));
+    env.push((
+        "LMCACHE_E2E_OPERATOR_KUBECONFIG",
+        operator_kubeconfig.display().to_string(),
+    ));
     let webhook = cluster_proc::spawn(
         "lmcache-webhook",
         &bin.join("lmcache-webhook"),
-        &[
-            "serve".to_string(),
-            "--bind-address=127.0.0.1".to_string(),
-            format!("--port={webhook_port}"),
-            format!("--cert-dir={}", certs.display()),
-            format!("--metrics-bind-address={webhook_metrics}"),
-            format!("--health-probe-bind-address={webhook_health}"),
-        ],
+        &webhook_args,
         &proc_env(&webhook_kubeconfig),
         &layout.logs(),
         &layout.e2e_pids(),
@@ -373,6 +429,14 @@ fn remove_webhook_configuration(layout: &Layout) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exclusive_phase_filters() {
+        assert_eq!(exclusive_filters(&[]), ["alone_"]);
+        let user = ["b64".to_string(), "alone_leader".to_string()];
+        assert_eq!(exclusive_filters(&user), ["alone_leader"]);
+        assert!(exclusive_filters(&["b64".to_string()]).is_empty());
+    }
 
     #[test]
     fn webhook_configuration_is_install_yamls_with_loopback_urls() {

@@ -27,6 +27,7 @@ pub mod json;
 mod kubectl;
 mod namespace;
 pub mod objects;
+pub mod product;
 pub mod scrape;
 pub mod settings;
 pub mod wait;

@@ -61,6 +61,15 @@ pub struct Scope {
     pub ns: String,
 }
 
+/// A new namespace `<prefix>-<suffix>` and its scope, after checking that the shared operator
+/// runs (a test of the operator fails at once, naming the missing process, otherwise).
+pub async fn operator_scope(prefix: &str) -> anyhow::Result<(Scope, TempNamespace)> {
+    crate::settings::operator_health()?;
+    let cluster = Cluster::connect().await?;
+    let namespace = TempNamespace::create(&cluster, prefix).await?;
+    Ok((Scope::new(&cluster, &namespace), namespace))
+}
+
 impl Scope {
     pub fn new(cluster: &Cluster, namespace: &TempNamespace) -> Self {
         Self {

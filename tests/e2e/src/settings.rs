@@ -23,6 +23,26 @@ pub fn audit_log() -> anyhow::Result<PathBuf> {
     required("LMCACHE_E2E_AUDIT_LOG").map(PathBuf::from)
 }
 
+/// The product's debug binaries.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    required("LMCACHE_E2E_BIN_DIR").map(PathBuf::from)
+}
+
+/// Where product logs go (`target/cluster/logs`).
+pub fn logs() -> anyhow::Result<PathBuf> {
+    required("LMCACHE_E2E_LOGS").map(PathBuf::from)
+}
+
+/// The operator's install.yaml ServiceAccount as a kubeconfig (a TokenRequest token).
+pub fn operator_kubeconfig() -> anyhow::Result<PathBuf> {
+    required("LMCACHE_E2E_OPERATOR_KUBECONFIG").map(PathBuf::from)
+}
+
+/// The webhook's install.yaml ServiceAccount as a kubeconfig.
+pub fn webhook_kubeconfig() -> anyhow::Result<PathBuf> {
+    required("LMCACHE_E2E_WEBHOOK_KUBECONFIG").map(PathBuf::from)
+}
+
 /// The namespace the operator runs in (its leader Lease; excluded from the webhook).
 pub fn operator_namespace() -> String {
     lookup("LMCACHE_E2E_OPERATOR_NAMESPACE").unwrap_or_else(|| "lmcache-e2e-system".to_string())
@@ -86,7 +106,8 @@ pub fn ensure_loopback(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn required(name: &str) -> anyhow::Result<String> {
+/// A variable `cargo xtask e2e` exports, or an error saying how to run the suite.
+pub fn required(name: &str) -> anyhow::Result<String> {
     lookup(name).with_context(|| {
         format!(
             "{name} is not set: run the suite with `cargo xtask e2e` (it starts the cluster, the \

@@ -62,7 +62,11 @@ async fn d69_d72_d75_running_status_endpoints_by_node_and_observed_generation() 
         .as_array()
         .map(|c| c.iter().map(|c| &c["type"]).collect())
         .unwrap_or_default();
-    assert_eq!(types, ["Available", "AllInstancesReady", "ConfigValid"]);
+    assert_eq!(types, ["Available", "AllInstancesReady", "ConfigValid", "Ready"]);
+    assert_contains(
+        &condition(status, "Ready"),
+        &json!({"status": "True", "reason": "Running", "message": "3/3 instances ready"}),
+    )?;
     assert_contains(
         &condition(status, "Available"),
         &json!({"status": "True", "reason": "AtLeastOneReady", "message": "3/3 instances ready"}),
@@ -119,7 +123,7 @@ async fn d69_d72_d75_running_status_endpoints_by_node_and_observed_generation() 
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(conditions.len(), 3);
+    assert_eq!(conditions.len(), 4);
     for c in &conditions {
         assert_eq!(c["observedGeneration"], 2, "{c}");
     }
