@@ -269,6 +269,7 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         "metadata": meta(&controller, Some(ns), "controller"),
         "spec": {"replicas": 1, "selector": {"matchLabels": selector("controller")},
             "template": {"metadata": {"labels": labels("controller")},
+                // Above the controller's own shutdown: at most 5 s drain + 2 s Lease release.
                 "spec": {"serviceAccountName": controller, "terminationGracePeriodSeconds": 10,
                     "securityContext": pod_security_context(),
                     "containers": [hardened_container("controller", &v.operator_image, controller_args,
@@ -299,7 +300,8 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         "metadata": meta(&webhook, Some(ns), "webhook"),
         "spec": {"replicas": 2, "selector": {"matchLabels": selector("webhook")},
             "template": {"metadata": {"labels": labels("webhook")},
-                "spec": {"serviceAccountName": webhook, "terminationGracePeriodSeconds": 10,
+                // Above the webhook's own shutdown: 3 s unready delay + at most 10 s drain.
+                "spec": {"serviceAccountName": webhook, "terminationGracePeriodSeconds": 20,
                     "securityContext": pod_security_context(),
                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
                         {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",

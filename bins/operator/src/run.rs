@@ -17,6 +17,12 @@ use prometheus_client::registry::Registry;
 use std::path::Path;
 use std::sync::Arc;
 
+/// How long running reconciles may take to finish after SIGTERM.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long releasing the Lease may take at shutdown. Drain and release stay below the
+/// controller's `terminationGracePeriodSeconds` (10 s in install.yaml).
+const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs until SIGTERM (exit 0) or a fatal error such as a lost lease (exit non-zero).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     lmcache_runtime::install_crypto_provider();
@@ -105,7 +111,9 @@ async fn run_with_lease(
     // Dropping every receiver makes the elector release the Lease.
     drop(leading);
     drop(lost);
-    let _ = lease_task.await;
+    // Releasing is a courtesy (a standby takes over at once); never worth outliving the grace
+    // period for.
+    let _ = tokio::time::timeout(RELEASE_TIMEOUT, lease_task).await;
     result
 }
 
@@ -167,6 +175,14 @@ async fn run_leader(
     listed.ok();
     gate.set(true);
     tracing::info!("watch caches synced; controllers running");
-    run_controllers(ctx, streams, args.max_concurrent_reconciles, shutdown).await;
+    let controllers = run_controllers(ctx, streams, args.max_concurrent_reconciles, shutdown.clone());
+    let drained = async {
+        shutdown.requested().await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        () = controllers => {}
+        () = drained => tracing::warn!("reconciles still running {DRAIN_TIMEOUT:?} after the shutdown request; stopping"),
+    }
     Ok(())
 }
