@@ -259,5 +259,109 @@ async fn b56_to_b59_g110_service_monitors_without_and_then_with_the_monitoring_a
     let still = s.must_get(Res::ServiceMonitor, "my-cache").await?;
     assert_eq!(uid(&still), uid(&user_sm));
     assert_eq!(still["spec"], user_sm["spec"]);
+
+    // lifecycle.md §2: a ServiceMonitor rejected by an admission policy never blocks the status:
+    // the engine runs, Ready stays True (the message names the rejection), an ApplyFailed Event.
+    let _policy = PolicyGuard::create(&cluster, &other.ns).await?;
+    other.apply_cr(Kind::Engine, "denied", &engine_spec(true)).await?;
+    let engine = other
+        .wait_status(
+            Kind::Engine,
+            "denied",
+            "Running despite the rejected ServiceMonitor",
+            |st| {
+                st["phase"] == "Running"
+                    && condition(st, "Ready")["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("ServiceMonitor"))
+            },
+        )
+        .await?;
+    let ready = condition(&engine["status"], "Ready");
+    assert_eq!(ready["status"], "True");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(message.contains(POLICY_MESSAGE), "{message}");
+    assert!(other.get(Res::ServiceMonitor, "denied").await?.is_none());
+    let events = other.events("denied", "ApplyFailed").await?;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "Warning"
+                && e["message"].as_str().is_some_and(|n| n.contains(POLICY_MESSAGE))),
+        "{events:?}"
+    );
     Ok(())
+}
+
+const POLICY_MESSAGE: &str = "ServiceMonitors are denied in this namespace";
+
+/// A ValidatingAdmissionPolicy (and binding) denying every ServiceMonitor in one namespace;
+/// deleted when dropped.
+struct PolicyGuard {
+    name: String,
+}
+
+impl PolicyGuard {
+    async fn create(cluster: &Cluster, namespace: &str) -> anyhow::Result<Self> {
+        let name = format!("deny-servicemonitors-{namespace}");
+        let policy = json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {"failurePolicy": "Fail",
+                     "matchConstraints": {"resourceRules": [{"apiGroups": ["monitoring.coreos.com"],
+                         "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"], "resources": ["servicemonitors"]}]},
+                     "validations": [{"expression": "false", "message": POLICY_MESSAGE}]}
+        });
+        let binding = json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {"policyName": name, "validationActions": ["Deny"],
+                     "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}}
+        });
+        for object in [&policy, &binding] {
+            cluster
+                .kubectl
+                .run_with_stdin(&["apply", "-f", "-"], Some(&object.to_string()))
+                .await?
+                .ok()?;
+        }
+        // The policy takes effect through an informer: probe with a dry-run until it denies.
+        let probe = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                           "metadata": {"name": "policy-probe", "namespace": namespace},
+                           "spec": {"endpoints": [{"port": "web"}]}});
+        wait::until(
+            "the policy denies ServiceMonitors",
+            Duration::from_secs(60),
+            || async {
+                let out = cluster
+                    .kubectl
+                    .run_with_stdin(
+                        &["create", "--dry-run=server", "-f", "-"],
+                        Some(&probe.to_string()),
+                    )
+                    .await?;
+                Ok((!out.success && out.stderr.contains(POLICY_MESSAGE)).then_some(()))
+            },
+        )
+        .await?;
+        Ok(Self { name })
+    }
+}
+
+impl Drop for PolicyGuard {
+    fn drop(&mut self) {
+        let (Ok(kubectl), Ok(kubeconfig)) = (settings::kubectl(), settings::kubeconfig()) else {
+            return;
+        };
+        for kind in ["validatingadmissionpolicybinding", "validatingadmissionpolicy"] {
+            let _ = Command::new(&kubectl)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["delete", kind, &self.name, "--ignore-not-found"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
