@@ -15,8 +15,9 @@ use anyhow::{Context, bail};
 use std::time::{Duration, Instant};
 
 const NAMESPACE: &str = "lmcache-demo";
-const EXAMPLES: [&str; 3] = [
+const EXAMPLES: [&str; 4] = [
     "deploy/examples/lmcacheengine.yaml",
+    "deploy/examples/vllm-lmcache.yaml",
     "deploy/examples/cacheblendengine.yaml",
     "deploy/examples/coordinator.yaml",
 ];
@@ -80,7 +81,10 @@ pub fn run() -> anyhow::Result<()> {
             )
             .with_context(|| format!("{kind}/{name} did not reach Running"))?;
     }
-    let pod_args = injected_pod_args(&kubectl)?;
+    let injected = [
+        injected_pod_args(&kubectl, "vllm-lmcache", "lmcache.ai/lmcache-injected")?,
+        injected_pod_args(&kubectl, "vllm-cacheblend", "lmcache.ai/cacheblend-injected")?,
+    ];
 
     println!("\n$ kubectl get lmc,cbe,lmcc -A");
     print!("{}", kubectl.ok(&["get", "lmc,cbe,lmcc", "-A"], None)?);
@@ -100,16 +104,18 @@ pub fn run() -> anyhow::Result<()> {
             None
         )?
     );
-    println!("\nInjected vLLM pod ({}), container args:", pod_args.0);
-    for arg in &pod_args.1 {
-        println!("  {arg}");
+    for (name, args) in &injected {
+        println!("\nInjected vLLM pod ({name}), container args:");
+        for arg in args {
+            println!("  {arg}");
+        }
     }
     let kubectl_bin = kubectl.bin.display();
     println!(
         "\nDemo ready in {:.0}s. Explore:\n  export KUBECONFIG={}\n  alias kubectl={kubectl_bin}\n  \
          kubectl get lmc,cbe,lmcc -n {NAMESPACE}\n  kubectl describe lmc my-cache -n {NAMESPACE}\n  \
          kubectl get daemonsets,deployments,services,configmaps,pods -n {NAMESPACE} -o wide\n  \
-         kubectl get pods -n {NAMESPACE} -l app=vllm-cacheblend -o yaml\n  \
+         kubectl get pods -n {NAMESPACE} -l 'app in (vllm-lmcache,vllm-cacheblend)' -o yaml\n  \
          logs: {}/lmcache-operator.log, lmcache-webhook.log\n\
          Stop everything (operator, webhook, cluster): cargo xtask cluster down",
         started.elapsed().as_secs_f64(),
@@ -119,11 +125,12 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Name and container args of the opted-in vLLM pod, once the webhook has injected it.
-fn injected_pod_args(kubectl: &Kubectl) -> anyhow::Result<(String, Vec<String>)> {
+/// Name and container args of the opted-in vLLM pod labelled `app=<app>`, once a webhook set
+/// `injected` on it.
+fn injected_pod_args(kubectl: &Kubectl, app: &str, injected: &str) -> anyhow::Result<(String, Vec<String>)> {
     let mut found = None;
     let mut last = String::new();
-    cluster::wait_until("the injected vLLM pod", Duration::from_secs(120), &[], || {
+    cluster::wait_until(&format!("the injected pod {app}"), Duration::from_secs(120), &[], || {
         let out = kubectl.ok(
             &[
                 "get",
@@ -131,7 +138,7 @@ fn injected_pod_args(kubectl: &Kubectl) -> anyhow::Result<(String, Vec<String>)>
                 "-n",
                 NAMESPACE,
                 "-l",
-                "app=vllm-cacheblend",
+                &format!("app={app}"),
                 "-o",
                 "json",
             ],
@@ -145,7 +152,7 @@ fn injected_pod_args(kubectl: &Kubectl) -> anyhow::Result<(String, Vec<String>)>
             return false;
         };
         last = pod["metadata"]["annotations"].to_string();
-        if pod["metadata"]["annotations"]["lmcache.ai/cacheblend-injected"] != "true" {
+        if pod["metadata"]["annotations"][injected] != "true" {
             return false;
         }
         let args = pod["spec"]["containers"][0]["args"]
