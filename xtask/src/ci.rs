@@ -48,9 +48,13 @@ pub fn run() -> anyhow::Result<()> {
     let mut e2e = default_e2e_args()?;
     e2e.capture = Some(captured.clone());
     crate::e2e::run(e2e)?;
-    // The released LMCache and vLLM parse and serve what the product rendered and injected.
+    // The released LMCache and vLLM parse and serve what the product rendered and injected;
+    // every release of the compatibility table (docs/conformance.md), so it stays true.
     crate::conformance::run_suite(&crate::conformance::Args {
-        lmcache: vec![crate::conformance::LMCACHE.to_string()],
+        lmcache: crate::conformance::COMPATIBLE
+            .iter()
+            .map(|v| v.to_string())
+            .collect(),
         vllm: crate::conformance::VLLM.to_string(),
         captured: Some(captured),
     })?;

@@ -83,12 +83,12 @@ async fn e77_e78_e79_cacheblend_children_pod_template_args_and_connection_json()
 
     // E78: extraArgs come after the alignment flag.
     let mut spec = Kind::BlendEngine.minimal_spec();
-    spec["extraArgs"] = json!(["--foo"]);
+    spec["extraArgs"] = json!(["--enable-extra-logging"]);
     s.apply_cr(Kind::BlendEngine, name, &spec).await?;
-    s.wait("args ending with 16777216 --foo", || async {
+    s.wait("args ending with 16777216 --enable-extra-logging", || async {
         let ds = s.must_get(Res::DaemonSet, name).await?;
         let got = args(&ds);
-        if got == blend_args(&["--foo"]) {
+        if got == blend_args(&["--enable-extra-logging"]) {
             Ok(Some(()))
         } else {
             anyhow::bail!("args {got:?}")
