@@ -149,6 +149,9 @@ impl<E: EngineKind> Primary for E {
             .and_then(|c| c.ref_.as_ref())
             .map(|r| r.name.as_str())
     }
+    fn warnings(&self) -> Vec<lmcache_validation::Warning> {
+        lmcache_validation::engine_warnings(self.engine())
+    }
     fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error> {
         Plan::for_engine(&self.render(ctx)?, name_of(self), sm_api)
     }

@@ -118,6 +118,8 @@ pub mod reasons {
     pub const PENDING: &str = "Pending";
     /// `Ready=False` and Warning Event: the API server rejected a child.
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// Event: `extraArgs` move a listener the probes and Services are rendered for.
+    pub const EXTRA_ARGS_OVERRIDE: &str = "ExtraArgsOverride";
     /// Event: a coordinator sets blend-directory tunables while `blendLookup` is false.
     pub const BLEND_LOOKUP_DISABLED: &str = "BlendLookupDisabled";
     /// `ConfigValid=True` message.

@@ -55,7 +55,7 @@ pub use decode::{
     decode_blend_engine, decode_coordinator, decode_engine, repair_blend_engine, repair_engine,
 };
 pub use rules::{Constraint, DECODE_RULE, Kind, Mechanism, RULES, Rule};
-pub use warnings::{Warning, coordinator_warnings};
+pub use warnings::{Warning, coordinator_warnings, engine_warnings};
 
 use std::fmt;
 

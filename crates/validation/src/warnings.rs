@@ -1,20 +1,75 @@
-//! Valid specs that do not do what they seem to: reported as Normal Events, never as errors.
+//! Valid specs that do not do what they seem to: reported as Events, never as errors.
 
 use lmcache_api::constants::reasons;
-use lmcache_api::v1alpha1::CoordinatorSpec;
+use lmcache_api::v1alpha1::{CoordinatorSpec, EngineSpec};
 
-/// A field that is accepted but has no effect.
+/// An accepted setting that has no effect, or works against the rest of the spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
     /// Event reason.
     pub reason: &'static str,
     /// Event message.
     pub message: String,
+    /// A Warning Event (something will not work) rather than a Normal one.
+    pub severe: bool,
+}
+
+/// `extraArgs` override the generated flags (last wins), but the probes, Services and the
+/// connection ConfigMap are rendered from the spec: overriding a listen address or port makes
+/// them point where nothing listens.
+pub fn engine_warnings(spec: &EngineSpec) -> Vec<Warning> {
+    let ports = [
+        ("--host", None),
+        ("--port", Some(("spec.server.port", spec.server.port))),
+        ("--http-host", None),
+        (
+            "--http-port",
+            Some(("spec.server.httpPort", spec.server.http_port)),
+        ),
+    ];
+    extra_args_overrides(spec.extra_args.as_deref().unwrap_or_default(), &ports)
+}
+
+/// The coordinator's `--host`/`--port` in `extraArgs` (see [`engine_warnings`]).
+pub fn coordinator_extra_args_warnings(spec: &CoordinatorSpec) -> Vec<Warning> {
+    let ports = [("--host", None), ("--port", Some(("spec.port", spec.port)))];
+    extra_args_overrides(spec.extra_args.as_deref().unwrap_or_default(), &ports)
+}
+
+fn extra_args_overrides(args: &[String], flags: &[(&str, Option<(&str, i32)>)]) -> Vec<Warning> {
+    let overridden: Vec<String> = flags
+        .iter()
+        .filter(|(flag, _)| {
+            args.iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        })
+        .map(|(flag, field)| match field {
+            Some((path, value)) => format!("{flag} (probes and Services use {path} = {value})"),
+            None => format!("{flag} (the pod must listen on its IP)"),
+        })
+        .collect();
+    if overridden.is_empty() {
+        return Vec::new();
+    }
+    vec![Warning {
+        reason: reasons::EXTRA_ARGS_OVERRIDE,
+        message: format!(
+            "spec.extraArgs overrides {}; set the spec field instead",
+            overridden.join(", ")
+        ),
+        severe: true,
+    }]
 }
 
 /// `blendChunkSize` and `blendProbeStride` only configure the global CacheBlend directory,
 /// which LMCache runs only with `--enable-blend-lookup` (`spec.blendLookup`).
 pub fn coordinator_warnings(spec: &CoordinatorSpec) -> Vec<Warning> {
+    let mut out = coordinator_extra_args_warnings(spec);
+    out.extend(blend_lookup_warnings(spec));
+    out
+}
+
+fn blend_lookup_warnings(spec: &CoordinatorSpec) -> Vec<Warning> {
     if spec.blend_lookup {
         return Vec::new();
     }
@@ -35,6 +90,7 @@ pub fn coordinator_warnings(spec: &CoordinatorSpec) -> Vec<Warning> {
             set.join(" and "),
             if set.len() == 1 { "has" } else { "have" }
         ),
+        severe: false,
     }]
 }
 
@@ -73,10 +129,37 @@ mod tests {
                 .map(|m| Warning {
                     reason: "BlendLookupDisabled",
                     message: m.to_string(),
+                    severe: false,
                 })
                 .into_iter()
                 .collect();
             assert_eq!(got, want, "{input}");
         }
+    }
+
+    #[test]
+    fn extra_args_that_move_a_listener_are_reported() {
+        let engine: EngineSpec =
+            serde_json::from_value(json!({"l1": {"sizeGB": 1}, "extraArgs": ["--port", "6000", "--http-port=9000", "--max-workers", "2"]}))
+                .unwrap();
+        let got = engine_warnings(&engine);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].reason, "ExtraArgsOverride");
+        assert!(got[0].severe);
+        assert_eq!(
+            got[0].message,
+            "spec.extraArgs overrides --port (probes and Services use spec.server.port = 5555), --http-port (probes and Services use spec.server.httpPort = 8080); set the spec field instead"
+        );
+        let harmless: EngineSpec = serde_json::from_value(
+            json!({"l1": {"sizeGB": 1}, "extraArgs": ["--max-workers", "2", "--portal"]}),
+        )
+        .unwrap();
+        assert!(engine_warnings(&harmless).is_empty());
+        let coordinator = spec(json!({"extraArgs": ["--port", "9400"], "blendChunkSize": 256}));
+        let reasons: Vec<&str> = coordinator_warnings(&coordinator)
+            .iter()
+            .map(|w| w.reason)
+            .collect();
+        assert_eq!(reasons, ["ExtraArgsOverride", "BlendLookupDisabled"]);
     }
 }

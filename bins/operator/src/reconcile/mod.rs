@@ -166,10 +166,15 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
         return Ok(Outcome::Invalid);
     }
     for warning in obj.warnings() {
+        let event_type = if warning.severe {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
         ctx.publish(
             &target.regarding,
             target.generation,
-            EventType::Normal,
+            event_type,
             warning.reason,
             &warning.message,
         )
