@@ -269,4 +269,63 @@ mod tests {
         let err = bind(taken).await.unwrap_err();
         assert!(matches!(err, Error::Bind { address, .. } if address == taken));
     }
+
+    /// Serves `ok` on a loopback port with `options`; returns the address and the stop trigger.
+    async fn serve_ok(options: ServeOptions) -> (SocketAddr, crate::ShutdownTrigger) {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let handler = |_req: Request<Incoming>| async { response(http::StatusCode::OK, "text/plain", "ok") };
+        tokio::spawn(serve(listener, None, handler, options, shutdown));
+        (addr, trigger)
+    }
+
+    /// Sends one keep-alive HTTP/1.1 request on `stream` and reads the answer's status line.
+    async fn request(stream: &mut tokio::net::TcpStream) -> std::io::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await??;
+        Ok(String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_limit_wait_until_one_closes() {
+        let options = ServeOptions {
+            max_connections: 1,
+            header_read_timeout: Duration::from_secs(30),
+            ..ServeOptions::default()
+        };
+        let (addr, stop) = serve_ok(options).await;
+        let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(request(&mut first).await.unwrap().contains("200"));
+        // The kernel accepts the second connection, the server does not serve it yet.
+        let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(300), request(&mut second)).await;
+        assert!(waiting.is_err(), "served beyond the limit: {waiting:?}");
+        drop(first);
+        assert!(request(&mut second).await.unwrap().contains("200"));
+        stop.trigger();
+    }
+
+    #[tokio::test]
+    async fn old_connections_are_closed_after_their_last_request() {
+        let options = ServeOptions {
+            max_connection_age: Duration::from_millis(200),
+            header_read_timeout: Duration::from_secs(30),
+            ..ServeOptions::default()
+        };
+        let (addr, stop) = serve_ok(options).await;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(request(&mut stream).await.unwrap().contains("200"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Closed by the server: the next request gets no answer.
+        let again = request(&mut stream).await;
+        assert!(again.as_deref().map_or(true, str::is_empty), "{again:?}");
+        stop.trigger();
+    }
 }
