@@ -5,6 +5,7 @@ use crate::children::{ChildKind, service_monitor_resource};
 use crate::coordinator_index::CoordinatorIndex;
 use crate::keys::Uid;
 use crate::metrics::Metrics;
+use crate::pod_index::PodIndex;
 use crate::state::{Backoff, EventLog};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Service};
@@ -40,8 +41,10 @@ pub struct Stores {
     pub config_maps: Store<ConfigMap>,
     /// ServiceMonitors (empty while the API is not served).
     pub service_monitors: Store<DynamicObject>,
-    /// Engine and coordinator pods.
+    /// Engine and coordinator pods (slimmed, see `slim::pod`).
     pub pods: Store<Pod>,
+    /// The pods of each engine and coordinator.
+    pub pod_index: PodIndex,
 }
 
 /// The write handles matching [`Stores`], fed by the watches (or by tests).
@@ -64,6 +67,8 @@ pub struct Writers {
     pub service_monitors: Writer<DynamicObject>,
     /// See [`Stores::pods`].
     pub pods: Writer<Pod>,
+    /// See [`Stores::pod_index`] (shared with the stores).
+    pub pod_index: PodIndex,
 }
 
 impl Default for Writers {
@@ -78,6 +83,7 @@ impl Default for Writers {
             config_maps: Writer::default(),
             service_monitors: Writer::new(service_monitor_resource()),
             pods: Writer::default(),
+            pod_index: PodIndex::default(),
         }
     }
 }
@@ -95,6 +101,7 @@ impl Writers {
             config_maps: self.config_maps.as_reader(),
             service_monitors: self.service_monitors.as_reader(),
             pods: self.pods.as_reader(),
+            pod_index: self.pod_index.clone(),
         }
     }
 }

@@ -9,7 +9,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{ObjectRef, Store};
-use lmcache_api::constants::labels;
 use lmcache_api::v1alpha1::{
     CacheBlendEngine, CoordinatorStatus, EngineSpec, EngineStatus, LMCacheCoordinator, LMCacheEngine,
 };
@@ -211,14 +210,7 @@ fn instance_pods(
     namespace: &str,
     name: &str,
 ) -> Vec<std::sync::Arc<k8s_openapi::api::core::v1::Pod>> {
-    stores.pods.state_filter(|p| {
-        p.metadata.namespace.as_deref() == Some(namespace)
-            && p.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(labels::INSTANCE))
-                .is_some_and(|i| i == name)
-    })
+    stores.pod_index.pods(&stores.pods, namespace, name)
 }
 
 /// An integer field of a live child, 0 when absent.

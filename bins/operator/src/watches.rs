@@ -7,7 +7,9 @@ use crate::children::{service_monitor_gvk, service_monitor_resource};
 use crate::context::{Context, Stores, Writers};
 use crate::keys::{Kind, ObjectKey, Uid};
 use crate::mapping::{engines_of_coordinator, engines_of_pod, owner_of};
+use crate::pod_index::PodIndex;
 use crate::primary::Primary;
+use crate::slim;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -167,14 +169,17 @@ fn managed_by() -> watcher::Config {
     watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE))
 }
 
+/// The watch of `api`, each object trimmed by `slim` before any cache sees it. Lists are paged
+/// (the watcher's default page size), so a relist never holds a whole fleet in one response.
 fn watch_stream<K>(
     api: Api<K>,
     config: watcher::Config,
+    slim: fn(&mut K),
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    watcher(api, config).default_backoff()
+    watcher(api, config).default_backoff().modify(slim)
 }
 
 /// Maps a child event to the child's controller. A (re)list says nothing about children deleted
@@ -193,6 +198,34 @@ pub(crate) fn child_hook<K: Resource<DynamicType = D> + Clone, D: Eq + Hash + Cl
             }
         }
         watcher::Event::InitDone => triggers.send_all(&stores),
+        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+    }
+}
+
+/// Keeps the pod index in step with the pod watch and maps each pod to the custom resources of
+/// its instance label.
+pub(crate) fn pod_hook(triggers: Triggers, index: PodIndex) -> impl FnMut(&watcher::Event<Pod>, &Store<Pod>) {
+    move |event, store| match event {
+        watcher::Event::Apply(pod) => {
+            index.apply(pod);
+            for key in engines_of_pod(&pod.metadata) {
+                triggers.send(&key);
+            }
+        }
+        watcher::Event::Delete(pod) => {
+            index.delete(pod);
+            for key in engines_of_pod(&pod.metadata) {
+                triggers.send(&key);
+            }
+        }
+        watcher::Event::InitDone => {
+            index.rebuild(store);
+            for pod in store.state() {
+                for key in engines_of_pod(&pod.metadata) {
+                    triggers.send(&key);
+                }
+            }
+        }
         watcher::Event::Init | watcher::Event::InitApply(_) => {}
     }
 }
@@ -314,12 +347,14 @@ pub fn spawn_watches(
         config_maps,
         service_monitors,
         pods,
+        pod_index: _,
     } = writers;
     let all = watcher::Config::default();
     spawn_watch(
         watch_stream(
             Api::<DeserializeGuard<LMCacheEngine>>::all(client.clone()),
             all.clone(),
+            slim::primary,
         ),
         engines,
         primary_hook::<LMCacheEngine>(ctx.clone(), triggers.clone()),
@@ -330,6 +365,7 @@ pub fn spawn_watches(
         watch_stream(
             Api::<DeserializeGuard<CacheBlendEngine>>::all(client.clone()),
             all.clone(),
+            slim::primary,
         ),
         blend_engines,
         primary_hook::<CacheBlendEngine>(ctx.clone(), triggers.clone()),
@@ -340,6 +376,7 @@ pub fn spawn_watches(
         watch_stream(
             Api::<DeserializeGuard<LMCacheCoordinator>>::all(client.clone()),
             all,
+            slim::primary,
         ),
         coordinators,
         primary_hook::<LMCacheCoordinator>(ctx.clone(), triggers.clone()),
@@ -347,52 +384,37 @@ pub fn spawn_watches(
         health,
     );
     spawn_watch(
-        watch_stream(Api::<DaemonSet>::all(client.clone()), managed_by()),
+        watch_stream(Api::<DaemonSet>::all(client.clone()), managed_by(), slim::child),
         daemon_sets,
         child_hook(triggers.clone(), ctx.stores.clone()),
         "daemonsets",
         health,
     );
     spawn_watch(
-        watch_stream(Api::<Deployment>::all(client.clone()), managed_by()),
+        watch_stream(Api::<Deployment>::all(client.clone()), managed_by(), slim::child),
         deployments,
         child_hook(triggers.clone(), ctx.stores.clone()),
         "deployments",
         health,
     );
     spawn_watch(
-        watch_stream(Api::<Service>::all(client.clone()), managed_by()),
+        watch_stream(Api::<Service>::all(client.clone()), managed_by(), slim::child),
         services,
         child_hook(triggers.clone(), ctx.stores.clone()),
         "services",
         health,
     );
     spawn_watch(
-        watch_stream(Api::<ConfigMap>::all(client.clone()), managed_by()),
+        watch_stream(Api::<ConfigMap>::all(client.clone()), managed_by(), slim::child),
         config_maps,
         child_hook(triggers.clone(), ctx.stores.clone()),
         "configmaps",
         health,
     );
-    let pod_triggers = triggers.clone();
     spawn_watch(
-        watch_stream(Api::<Pod>::all(client.clone()), managed_by()),
+        watch_stream(Api::<Pod>::all(client.clone()), managed_by(), slim::pod),
         pods,
-        move |event: &watcher::Event<Pod>, store: &Store<Pod>| match event {
-            watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => {
-                for key in engines_of_pod(&pod.metadata) {
-                    pod_triggers.send(&key);
-                }
-            }
-            watcher::Event::InitDone => {
-                for pod in store.state() {
-                    for key in engines_of_pod(&pod.metadata) {
-                        pod_triggers.send(&key);
-                    }
-                }
-            }
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
-        },
+        pod_hook(triggers.clone(), ctx.stores.pod_index.clone()),
         "pods",
         health,
     );
@@ -420,7 +442,7 @@ async fn watch_service_monitors(
         }
         let api = Api::<DynamicObject>::all_with(client.clone(), &service_monitor_resource());
         let watch = run_watch(
-            watch_stream(api, managed_by()),
+            watch_stream(api, managed_by(), slim::child),
             &mut writer,
             child_hook(triggers.clone(), ctx.stores.clone()),
             "servicemonitors",

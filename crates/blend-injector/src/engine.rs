@@ -140,13 +140,20 @@ fn set_hash_seed(container: &mut Container) {
     }
 }
 
+/// What a webhook cache keeps of an engine's metadata: `managedFields` and annotations (such
+/// as `kubectl apply`'s copy of the whole object) are never read.
+fn trim(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    meta.annotations = None;
+}
+
 /// Decodes a stored CacheBlendEngine as the operator reads it (defaults applied, `null`s and
 /// values the schema rejects dropped, so e.g. an unknown `injection.cudagraph` reads as
-/// `eager`), `managedFields` dropped. An engine the operator renders is never "not found" here.
+/// `eager`), `managedFields` and annotations dropped. An engine the operator renders is never "not found" here.
 pub fn decode_engine(value: Value) -> Result<CacheBlendEngine, Error> {
     let mut engine = lmcache_validation::repair_blend_engine(&value)
         .map_err(|e| Error::DecodeEngine(lmcache_validation::join(&e)))?;
-    engine.metadata.managed_fields = None;
+    trim(&mut engine.metadata);
     Ok(engine)
 }
 
@@ -154,7 +161,7 @@ pub fn decode_engine(value: Value) -> Result<CacheBlendEngine, Error> {
 pub fn decode_lmcache_engine(value: Value) -> Result<LMCacheEngine, Error> {
     let mut engine = lmcache_validation::repair_engine(&value)
         .map_err(|e| Error::DecodeEngine(lmcache_validation::join(&e)))?;
-    engine.metadata.managed_fields = None;
+    trim(&mut engine.metadata);
     Ok(engine)
 }
 

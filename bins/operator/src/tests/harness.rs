@@ -153,7 +153,11 @@ impl Harness {
             of("servicemonitors", true),
             child_hook(t.clone(), ctx.stores.clone()),
         );
-        refill(&mut w.pods, of("pods", true), |_: &Event<_>, _: &Store<_>| {});
+        refill(
+            &mut w.pods,
+            of("pods", true),
+            crate::watches::pod_hook(t.clone(), ctx.stores.pod_index.clone()),
+        );
     }
 
     /// One reconcile of the cached object `ns/name`.
