@@ -10,6 +10,8 @@ use std::sync::{Mutex, PoisonError};
 struct Inner {
     by_coordinator: HashMap<CoordinatorKey, BTreeSet<ObjectKey>>,
     by_engine: HashMap<ObjectKey, CoordinatorKey>,
+    /// What each cached coordinator resolves to: its port (`None`: cannot be decoded).
+    resolved: HashMap<CoordinatorKey, Option<i32>>,
 }
 
 /// The coordinator → engines index.
@@ -35,6 +37,32 @@ impl CoordinatorIndex {
                 .insert(engine.clone());
             inner.by_engine.insert(engine.clone(), key);
         }
+    }
+
+    /// Records what coordinator `key` resolves to; whether that differs from before (only
+    /// then do its engines need a reconcile: a status write of the coordinator changes
+    /// nothing they render).
+    pub fn resolves_to(&self, key: CoordinatorKey, port: Option<i32>) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.resolved.insert(key, port) != Some(port)
+    }
+
+    /// Forgets what every coordinator resolved to (before a relist refills it).
+    pub fn clear_resolved(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .resolved
+            .clear();
+    }
+
+    /// Forgets coordinator `key` (deleted).
+    pub fn forget_coordinator(&self, key: &CoordinatorKey) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .resolved
+            .remove(key);
     }
 
     /// Forgets `engine`.

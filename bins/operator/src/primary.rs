@@ -44,6 +44,10 @@ pub trait Primary:
     fn coordinator_ref(&self) -> Option<&str> {
         None
     }
+    /// The port a coordinator's URL is built from (coordinators only).
+    fn coordinator_port(&self) -> Option<i32> {
+        None
+    }
     /// Accepted fields that have no effect (Normal Events).
     fn warnings(&self) -> Vec<lmcache_validation::Warning> {
         Vec::new()
@@ -242,6 +246,9 @@ impl Primary for LMCacheCoordinator {
     }
     fn warnings(&self) -> Vec<lmcache_validation::Warning> {
         lmcache_validation::coordinator_warnings(&self.spec)
+    }
+    fn coordinator_port(&self) -> Option<i32> {
+        Some(self.spec.port)
     }
     fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error> {
         let children = render_coordinator(self, ctx)?;

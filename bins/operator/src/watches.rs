@@ -245,7 +245,7 @@ pub(crate) fn primary_hook<K: Primary>(
                     }
                     triggers.send(&key);
                 }
-                if K::KIND == Kind::Coordinator {
+                if K::KIND == Kind::Coordinator && url_changed(&ctx, obj) {
                     for engine in engines_of_coordinator(&ctx.coordinator_index, obj.meta()) {
                         triggers.send(&engine);
                     }
@@ -261,6 +261,9 @@ pub(crate) fn primary_hook<K: Primary>(
                     ctx.coordinator_index.remove(&key);
                 }
                 if K::KIND == Kind::Coordinator {
+                    if let Some(key) = coordinator_key(obj.meta()) {
+                        ctx.coordinator_index.forget_coordinator(&key);
+                    }
                     for engine in engines_of_coordinator(&ctx.coordinator_index, obj.meta()) {
                         triggers.send(&engine);
                     }
@@ -277,11 +280,15 @@ pub(crate) fn primary_hook<K: Primary>(
                     );
                 }
                 prune_state(&ctx);
+                if K::KIND == Kind::Coordinator {
+                    ctx.coordinator_index.clear_resolved();
+                }
                 for obj in &objects {
                     if let Some(key) = key_of(&**obj) {
                         triggers.send(&key);
                     }
                     if K::KIND == Kind::Coordinator {
+                        url_changed(&ctx, obj);
                         for engine in engines_of_coordinator(&ctx.coordinator_index, obj.meta()) {
                             triggers.send(&engine);
                         }
@@ -292,6 +299,20 @@ pub(crate) fn primary_hook<K: Primary>(
         }
         ctx.metrics.set_objects(K::KIND, store.len());
     }
+}
+
+fn coordinator_key(meta: &kube::core::ObjectMeta) -> Option<crate::keys::CoordinatorKey> {
+    Some(crate::keys::CoordinatorKey {
+        namespace: meta.namespace.clone()?,
+        name: meta.name.clone()?,
+    })
+}
+
+/// Whether the coordinator event changes what engines referencing it render (its URL, or
+/// whether it can be read at all); a status write of the coordinator does not.
+fn url_changed<K: Primary>(ctx: &Context, obj: &DeserializeGuard<K>) -> bool {
+    let port = obj.0.as_ref().ok().and_then(|c| c.coordinator_port());
+    coordinator_key(obj.meta()).is_some_and(|key| ctx.coordinator_index.resolves_to(key, port))
 }
 
 /// Drops per-object state of objects no longer cached (deletions missed during a relist).

@@ -977,3 +977,44 @@ async fn a_child_list_reconciles_every_custom_resource() {
         ["LMCacheCoordinator team-a/c", "LMCacheEngine default/my-cache"]
     );
 }
+
+/// Fan-out: a coordinator's status write re-reconciles none of its engines; a port change (the
+/// URL they render) does.
+#[tokio::test]
+async fn only_a_coordinator_change_of_its_url_reconciles_its_engines() {
+    use crate::watches::primary_hook;
+    use kube::core::DeserializeGuard;
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher::Event;
+    let mut h = Harness::new(true);
+    h.create(
+        COORDINATORS,
+        "LMCacheCoordinator",
+        "default",
+        "c",
+        json!({"port": 9300}),
+    );
+    let engine = json!({"l1": {"sizeGB": 60}, "coordinator": {"ref": {"name": "c"}}});
+    h.create(ENGINES, "LMCacheEngine", "default", "e", engine);
+    h.take_triggers();
+    let mut hook = primary_hook::<LMCacheCoordinator>(h.ctx.clone(), h.triggers.clone());
+    let store = Writer::<DeserializeGuard<LMCacheCoordinator>>::default().as_reader();
+    let coordinator = |port: i32, phase: &str| -> DeserializeGuard<LMCacheCoordinator> {
+        serde_json::from_value(json!({
+            "apiVersion": "lmcache.lmcache.ai/v1alpha1", "kind": "LMCacheCoordinator",
+            "metadata": {"name": "c", "namespace": "default", "uid": "uid-c"},
+            "spec": {"port": port}, "status": {"phase": phase}
+        }))
+        .unwrap()
+    };
+    hook(&Event::Apply(coordinator(9300, "Pending")), &store);
+    hook(&Event::Apply(coordinator(9300, "Running")), &store);
+    assert_eq!(h.take_triggers(), ["LMCacheCoordinator default/c"]);
+    hook(&Event::Apply(coordinator(9400, "Running")), &store);
+    assert_eq!(
+        h.take_triggers(),
+        ["LMCacheCoordinator default/c", "LMCacheEngine default/e"]
+    );
+    hook(&Event::Delete(coordinator(9400, "Running")), &store);
+    assert_eq!(h.take_triggers(), ["LMCacheEngine default/e"]);
+}
