@@ -6,7 +6,7 @@ use crate::coordinator_index::CoordinatorIndex;
 use crate::keys::Uid;
 use crate::metrics::Metrics;
 use crate::pod_index::PodIndex;
-use crate::state::{Backoff, EventLog};
+use crate::state::{Backoff, EventLog, StatusCoalescer};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Service};
 use kube::Client;
@@ -175,6 +175,8 @@ pub struct Context {
     pub events: EventLog,
     /// Per-object error backoff.
     pub backoff: Backoff,
+    /// Status writes waiting to settle.
+    pub statuses: StatusCoalescer,
     /// Coordinator → referencing engines.
     pub coordinator_index: CoordinatorIndex,
     /// ServiceMonitor API availability.
@@ -200,6 +202,7 @@ impl Context {
             recorder,
             events: EventLog::default(),
             backoff: Backoff::default(),
+            statuses: StatusCoalescer::default(),
             coordinator_index: CoordinatorIndex::default(),
             service_monitor_api,
             metrics,

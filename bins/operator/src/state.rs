@@ -1,11 +1,12 @@
-//! Per-incarnation state kept between reconciles: Events already emitted and error backoff.
-//! Both are keyed by UID (MT-2): a re-created object with the same name starts afresh, and the
+//! Per-incarnation state kept between reconciles: Events already emitted, error backoff and
+//! status writes waiting to be coalesced. All are keyed by UID (MT-2): a re-created object with the same name starts afresh, and the
 //! entries of a deleted object are dropped by the watch (see `watches`).
 
 use crate::keys::Uid;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// First retry delay after an API error.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
@@ -108,6 +109,99 @@ impl Backoff {
     }
 }
 
+/// Coalesces status writes per object. While pods come up the computed status changes every
+/// few hundred milliseconds; writing each step costs the API server a write per engine per pod.
+/// An intermediate status is written once it has been unchanged for [`STATUS_SETTLE`] (or has
+/// been pending for [`STATUS_MAX_WAIT`]); an urgent one (a new generation, `Running`, a failure)
+/// at once. So the last status of a rollout is late by at most the settle time.
+#[derive(Debug)]
+pub struct StatusCoalescer {
+    pending: Mutex<HashMap<Uid, PendingStatus>>,
+    settle: Duration,
+    max_wait: Duration,
+}
+
+impl Default for StatusCoalescer {
+    fn default() -> Self {
+        Self::with_timing(STATUS_SETTLE, STATUS_MAX_WAIT)
+    }
+}
+
+#[derive(Debug)]
+struct PendingStatus {
+    status: serde_json::Value,
+    first: Instant,
+    changed: Instant,
+}
+
+/// How long an intermediate status must stay unchanged before it is written.
+pub const STATUS_SETTLE: Duration = Duration::from_secs(1);
+/// How long an intermediate status may wait in all (a status that never settles).
+pub const STATUS_MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// What to do with a computed status that differs from the stored one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusWrite {
+    /// Write it now.
+    Now,
+    /// Reconcile again after this long and decide again.
+    After(Duration),
+}
+
+impl StatusCoalescer {
+    /// A coalescer with other timings (tests use zero: every status is written at once).
+    pub fn with_timing(settle: Duration, max_wait: Duration) -> Self {
+        Self {
+            pending: Mutex::default(),
+            settle,
+            max_wait,
+        }
+    }
+
+    /// Decides for `status` of `uid` at `now`.
+    pub fn decide(&self, uid: &Uid, status: serde_json::Value, urgent: bool, now: Instant) -> StatusWrite {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if urgent {
+            pending.remove(uid);
+            return StatusWrite::Now;
+        }
+        let entry = pending.entry(uid.clone()).or_insert_with(|| PendingStatus {
+            status: status.clone(),
+            first: now,
+            changed: now,
+        });
+        if entry.status != status {
+            entry.status = status;
+            entry.changed = now;
+        }
+        let settled = entry.changed + self.settle;
+        let deadline = entry.first + self.max_wait;
+        let due = settled.min(deadline);
+        if now >= due {
+            pending.remove(uid);
+            StatusWrite::Now
+        } else {
+            StatusWrite::After(due - now)
+        }
+    }
+
+    /// Forgets `uid`'s pending status (written, no longer needed, or the object is gone).
+    pub fn forget(&self, uid: &Uid) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(uid);
+    }
+
+    /// Keeps only the entries whose UID satisfies `live`.
+    pub fn retain(&self, live: impl Fn(&Uid) -> bool) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|uid, _| live(uid));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +242,49 @@ mod tests {
         assert_eq!(backoff.next_delay(&a), BACKOFF_MAX);
         backoff.retain(|_| false);
         assert_eq!(backoff.len(), 0);
+    }
+
+    #[test]
+    fn intermediate_statuses_wait_to_settle_urgent_ones_do_not() {
+        let gate = StatusCoalescer::default();
+        let a = uid("a");
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let s = |n: i32| serde_json::json!({"readyInstances": n});
+        assert_eq!(gate.decide(&a, s(0), false, t0), StatusWrite::After(ms(1000)));
+        // A change restarts the settle time; the same status keeps it.
+        assert_eq!(
+            gate.decide(&a, s(1), false, t0 + ms(400)),
+            StatusWrite::After(ms(1000))
+        );
+        assert_eq!(
+            gate.decide(&a, s(1), false, t0 + ms(900)),
+            StatusWrite::After(ms(500))
+        );
+        assert_eq!(gate.decide(&a, s(1), false, t0 + ms(1400)), StatusWrite::Now);
+        // A status that never settles is written after the maximum wait.
+        for step in 0..5 {
+            let at = t0 + ms(2000 + 900 * step);
+            assert!(matches!(
+                gate.decide(&a, s(step as i32 + 10), false, at),
+                StatusWrite::After(_)
+            ));
+        }
+        assert_eq!(gate.decide(&a, s(99), false, t0 + ms(7000)), StatusWrite::Now);
+        // Urgent: at once, and the pending one is dropped.
+        assert!(matches!(
+            gate.decide(&a, s(2), false, t0 + ms(8000)),
+            StatusWrite::After(_)
+        ));
+        assert_eq!(gate.decide(&a, s(3), true, t0 + ms(8001)), StatusWrite::Now);
+        assert_eq!(
+            gate.decide(&a, s(4), false, t0 + ms(8002)),
+            StatusWrite::After(ms(1000))
+        );
+        gate.retain(|u| u != &a);
+        assert_eq!(
+            gate.decide(&a, s(4), false, t0 + ms(8003)),
+            StatusWrite::After(ms(1000))
+        );
     }
 }

@@ -256,6 +256,7 @@ pub(crate) fn primary_hook<K: Primary>(
                     let uid = Uid(uid.clone());
                     ctx.events.forget(&uid);
                     ctx.backoff.reset(&uid);
+                    ctx.statuses.forget(&uid);
                 }
                 if let Some(key) = key_of(obj) {
                     ctx.coordinator_index.remove(&key);
@@ -333,6 +334,7 @@ fn prune_state(ctx: &Context) {
     }
     ctx.events.retain(|uid| live.contains(uid));
     ctx.backoff.retain(|uid| live.contains(uid));
+    ctx.statuses.retain(|uid| live.contains(uid));
 }
 
 /// Spawns one watch task owning its writer.

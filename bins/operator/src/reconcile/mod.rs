@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::keys::Uid;
 use crate::metrics::ReconcileResult;
 use crate::primary::{Primary, resolve_coordinator};
+use crate::state::StatusWrite;
 use dereference::Dereferenced;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
@@ -23,7 +24,8 @@ use kube::runtime::events::EventType;
 use lmcache_api::constants::reasons;
 use lmcache_manifest_renderer::RenderContext;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Periodic resync of every object.
 pub const RESYNC: Duration = Duration::from_secs(600);
@@ -43,6 +45,8 @@ pub enum Outcome {
     Gone,
     /// The object or its namespace is being deleted: nothing is written (lifecycle.md §1).
     Deleting,
+    /// Children converged; a changed status waits to settle: reconcile again after this.
+    StatusPending(Duration),
 }
 
 impl Outcome {
@@ -52,12 +56,15 @@ impl Outcome {
             Self::Converged => Action::requeue(RESYNC),
             Self::Conflict => Action::requeue(CONFLICT_RETRY),
             Self::Invalid | Self::Gone | Self::Deleting => Action::await_change(),
+            Self::StatusPending(after) => Action::requeue(after),
         }
     }
 
     fn metric(self) -> ReconcileResult {
         match self {
-            Self::Converged | Self::Gone | Self::Deleting => ReconcileResult::Success,
+            Self::Converged | Self::Gone | Self::Deleting | Self::StatusPending(_) => {
+                ReconcileResult::Success
+            }
             Self::Invalid => ReconcileResult::Invalid,
             Self::Conflict => ReconcileResult::Conflict,
         }
@@ -266,7 +273,7 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
         .await;
     }
 
-    // 7. Status (also after a rejection: the user must see it).
+    // 7. Status (also after a rejection: the user must see it), coalesced while it moves.
     let new_status = obj.ready_status(
         &live,
         &ctx.stores,
@@ -274,6 +281,19 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
         target.generation,
         &status::now(),
     );
+    let stored = obj.status();
+    let uid = Uid(uid.to_string());
+    if stored == Some(&new_status) {
+        ctx.statuses.forget(&uid);
+    } else {
+        let urgent = failure.is_some() || status::is_urgent(stored, &new_status);
+        let write = ctx
+            .statuses
+            .decide(&uid, serde_json::to_value(&new_status)?, urgent, Instant::now());
+        if let StatusWrite::After(after) = write {
+            return Ok(Outcome::StatusPending(after));
+        }
+    }
     status::write_status(
         &ctx.client,
         &ApiResource::erase::<K>(&()),

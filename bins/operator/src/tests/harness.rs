@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::primary::Primary;
 use crate::reconcile::reconcile;
+use crate::state::StatusCoalescer;
 use crate::watches::{TriggerStreams, Triggers, child_hook, primary_hook};
 use crate::write_counter::WriteCounterLayer;
 use kube::Resource;
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Harness {
     pub fake: FakeApi,
@@ -59,13 +61,16 @@ impl Harness {
         let metrics = Metrics::default();
         let client = fake.client(WriteCounterLayer::new(metrics.clone()));
         let writers = Writers::default();
-        let ctx = Arc::new(Context::new(
+        let mut ctx = Context::new(
             client,
             "cluster.local",
             writers.stores(),
             ServiceMonitorApi::new(service_monitor_api),
             metrics.clone(),
-        ));
+        );
+        // Statuses are written at once here; `with_status_coalescing` tests the real timing.
+        ctx.statuses = StatusCoalescer::with_timing(Duration::ZERO, Duration::ZERO);
+        let ctx = Arc::new(ctx);
         let (triggers, streams) = Triggers::channel();
         Self {
             fake,
@@ -99,6 +104,16 @@ impl Harness {
             o["metadata"]["generation"] = json!(generation + 1);
         });
         self.sync();
+    }
+
+    /// A harness whose status writes are coalesced with the production timing (run under
+    /// `tokio::time::pause`).
+    pub fn with_status_coalescing() -> Self {
+        let mut h = Self::new(true);
+        if let Some(ctx) = Arc::get_mut(&mut h.ctx) {
+            ctx.statuses = StatusCoalescer::default();
+        }
+        h
     }
 
     /// Refills every cache from the fake (children and pods filtered by the managed-by label).

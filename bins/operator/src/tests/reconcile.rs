@@ -1018,3 +1018,65 @@ async fn only_a_coordinator_change_of_its_url_reconciles_its_engines() {
     hook(&Event::Delete(coordinator(9400, "Running")), &store);
     assert_eq!(h.take_triggers(), ["LMCacheEngine default/e"]);
 }
+
+/// Status writes from creation to Running with 3 pods are coalesced: the first status (a new
+/// generation) and `Running` at once, the steps in between only once they settle (1 s).
+#[tokio::test(start_paused = true)]
+async fn status_writes_are_coalesced_while_pods_come_up() {
+    use std::time::Duration;
+    let mut h = Harness::with_status_coalescing();
+    h.create(ENGINES, "LMCacheEngine", "default", "my-cache", minimal());
+    h.reconcile_and_sync::<LMCacheEngine>("default", "my-cache").await;
+    let ds_uid = h.fake.get("daemonsets", "default", "my-cache").unwrap()["metadata"]["uid"].clone();
+    let status_writes =
+        |requests: &[String]| writes(requests).iter().filter(|w| w.ends_with("/status")).count();
+    let mut total = status_writes(&h.fake.take_requests());
+    assert_eq!(total, 1, "the first status is written at once");
+    let pod = |name: &str, node: &str, ready: bool| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "uid": format!("pod-{name}"),
+                "labels": {"app.kubernetes.io/name": "lmcache", "app.kubernetes.io/instance": "my-cache",
+                           "app.kubernetes.io/managed-by": "lmcache-operator"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "my-cache",
+                                     "uid": ds_uid, "controller": true}]},
+            "spec": {"nodeName": node, "containers": []},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}})
+    };
+    // Pods appear and become ready one after another, 200 ms apart.
+    for ready in 0..=3 {
+        for (i, node) in ["n0", "n1", "n2"].iter().enumerate() {
+            h.fake.put("pods", pod(&format!("my-cache-{i}"), node, i < ready));
+        }
+        h.fake.edit("daemonsets", "default", "my-cache", |d| {
+            d["status"] = json!({"desiredNumberScheduled": 3, "numberReady": ready});
+        });
+        h.sync();
+        let action = h.reconcile::<LMCacheEngine>("default", "my-cache").await.unwrap();
+        h.sync();
+        total += status_writes(&h.fake.take_requests());
+        if ready < 3 {
+            assert_eq!(
+                action,
+                Action::requeue(Duration::from_secs(1)),
+                "step {ready} waits"
+            );
+        }
+        tokio::time::advance(Duration::from_millis(200)).await;
+    }
+    assert_eq!(h.status(ENGINES, "default", "my-cache")["phase"], "Running");
+    assert_eq!(total, 2, "creation and Running only");
+
+    // A stuck intermediate status is written once it has been unchanged for 1 s.
+    h.fake.edit("daemonsets", "default", "my-cache", |d| {
+        d["status"] = json!({"desiredNumberScheduled": 3, "numberReady": 2});
+    });
+    h.fake.put("pods", pod("my-cache-2", "n2", false));
+    h.sync();
+    let action = h.reconcile::<LMCacheEngine>("default", "my-cache").await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+    assert_eq!(status_writes(&h.fake.take_requests()), 0);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    h.reconcile_and_sync::<LMCacheEngine>("default", "my-cache").await;
+    assert_eq!(status_writes(&h.fake.take_requests()), 1);
+    assert_eq!(h.status(ENGINES, "default", "my-cache")["phase"], "Degraded");
+}

@@ -127,6 +127,20 @@ pub fn coordinator_ready_status(
     }
 }
 
+/// Whether a changed status is written at once rather than coalesced: a spec change
+/// (`observedGeneration`, which users and tools wait for), reaching `Running` or `Failed`, or
+/// leaving `Failed`. Intermediate counts while pods come up are not.
+pub fn is_urgent<S: CommonStatus + Serialize>(old: Option<&S>, new: &S) -> bool {
+    let (Ok(old), Ok(new)) = (serde_json::to_value(old), serde_json::to_value(new)) else {
+        return true;
+    };
+    let field = |v: &serde_json::Value, f: &str| v.get(f).cloned().unwrap_or_default();
+    let phase = |v: &serde_json::Value| v.get("phase").and_then(|p| p.as_str()).map(str::to_string);
+    field(&old, "observedGeneration") != field(&new, "observedGeneration")
+        || matches!(phase(&new).as_deref(), Some("Running" | "Failed"))
+        || phase(&old).as_deref() == Some("Failed")
+}
+
 /// Writes `new` to the status subresource with server-side apply — only when it differs from
 /// `old` (the stored status). Returns whether a write was sent.
 pub async fn write_status<S: Serialize + PartialEq>(
