@@ -130,41 +130,46 @@ pub fn run() -> anyhow::Result<()> {
 fn injected_pod_args(kubectl: &Kubectl, app: &str, injected: &str) -> anyhow::Result<(String, Vec<String>)> {
     let mut found = None;
     let mut last = String::new();
-    cluster::wait_until(&format!("the injected pod {app}"), Duration::from_secs(120), &[], || {
-        let out = kubectl.ok(
-            &[
-                "get",
-                "pods",
-                "-n",
-                NAMESPACE,
-                "-l",
-                &format!("app={app}"),
-                "-o",
-                "json",
-            ],
-            None,
-        );
-        let Ok(list) = out.map(|o| serde_json::from_str::<serde_json::Value>(&o)) else {
-            return false;
-        };
-        let Ok(list) = list else { return false };
-        let Some(pod) = list["items"].as_array().and_then(|i| i.first()).cloned() else {
-            return false;
-        };
-        last = pod["metadata"]["annotations"].to_string();
-        if pod["metadata"]["annotations"][injected] != "true" {
-            return false;
-        }
-        let args = pod["spec"]["containers"][0]["args"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
-        let name = pod["metadata"]["name"].as_str().unwrap_or("?").to_string();
-        found = Some((name, args));
-        true
-    })
+    cluster::wait_until(
+        &format!("the injected pod {app}"),
+        Duration::from_secs(120),
+        &[],
+        || {
+            let out = kubectl.ok(
+                &[
+                    "get",
+                    "pods",
+                    "-n",
+                    NAMESPACE,
+                    "-l",
+                    &format!("app={app}"),
+                    "-o",
+                    "json",
+                ],
+                None,
+            );
+            let Ok(list) = out.map(|o| serde_json::from_str::<serde_json::Value>(&o)) else {
+                return false;
+            };
+            let Ok(list) = list else { return false };
+            let Some(pod) = list["items"].as_array().and_then(|i| i.first()).cloned() else {
+                return false;
+            };
+            last = pod["metadata"]["annotations"].to_string();
+            if pod["metadata"]["annotations"][injected] != "true" {
+                return false;
+            }
+            let args = pod["spec"]["containers"][0]["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect();
+            let name = pod["metadata"]["name"].as_str().unwrap_or("?").to_string();
+            found = Some((name, args));
+            true
+        },
+    )
     .with_context(|| format!("last pod annotations: {last}"))?;
     found.context("no injected pod")
 }
