@@ -10,7 +10,7 @@
 //! stops the cluster afterwards only if it started it (and not with `--keep`).
 
 use crate::bench_report::Report;
-use crate::cluster::{self, Kubectl, Layout};
+use crate::cluster::{self, Kubectl, Layout, Profile};
 use crate::cluster_proc::{self, Proc, State};
 use crate::util::{root, run as sh};
 use crate::{bench_converge, bench_webhook};
@@ -26,10 +26,10 @@ const RELEASE_ENV: &str = "LMCACHE_BENCH_RELEASE";
 #[derive(Clone, Debug, clap::Args)]
 pub struct Args {
     /// Engines applied at once in the convergence phase.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 1000)]
     pub engines: usize,
     /// Namespaces the engines are spread over.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 100)]
     pub namespaces: usize,
     /// Engines present when the operator's memory is measured (no extra engines when not
     /// above --engines).
@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, default_value_t = 15)]
     pub duration: u64,
     /// Webhook request rates (per second), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "100,500,1000")]
+    #[arg(long, value_delimiter = ',', default_value = "100,500,1000,2000")]
     pub rates: Vec<u32>,
     /// Limit for each wait for convergence, in seconds.
     #[arg(long, default_value_t = 600)]
@@ -56,6 +56,12 @@ pub struct Args {
     /// Skip the webhook phase.
     #[arg(long)]
     pub skip_webhook: bool,
+    /// Skip the change-latency phase (an operator restart with every engine converged).
+    #[arg(long)]
+    pub skip_change: bool,
+    /// Engines of each kind (LMCacheEngine, CacheBlendEngine) the webhook caches while loaded.
+    #[arg(long, default_value_t = 1000)]
+    pub webhook_engines: usize,
     /// Leave the cluster running when the bench started it.
     #[arg(long)]
     pub keep: bool,
@@ -107,6 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Layout {
             dir: target_dir().join("bench/cluster"),
+            profile: Profile::Bench,
         }
     };
     let _lock = layout.lock()?;

@@ -4,6 +4,8 @@
 //! before the operator starts, so both phases begin from the same empty cluster.
 
 use crate::bench::{self, Admin, Args, Paths};
+use crate::bench_change::{self, ChangeLatency};
+use crate::bench_children::ChildrenObserver;
 use crate::bench_floor::{self, FloorWritesSnapshot};
 use crate::bench_kube::{Observer, create_engines, create_namespaces, delete_phase};
 use crate::bench_stats::{Memory, Sample, median};
@@ -30,11 +32,16 @@ pub struct Convergence {
     pub operator: Timing,
     /// operator.total_s / floor.total_s.
     pub ratio: f64,
+    /// operator.applied_s / floor.applied_s.
+    pub applied_ratio: f64,
     pub floor_writes: FloorWritesSnapshot,
     /// The operator's writes while converging, by `verb resource`.
     pub operator_writes: BTreeMap<String, f64>,
+    /// The operator's `lmcacheengines/status` writes while converging, per engine.
+    pub status_writes_per_engine: f64,
     pub steady: Steady,
     pub memory: OperatorMemory,
+    pub change: Option<ChangeLatency>,
 }
 
 /// How long one phase took.
@@ -46,14 +53,17 @@ pub struct Timing {
     pub median_engine_s: f64,
     /// Time to create all engines (the same client in both phases).
     pub create_s: f64,
+    /// From the first engine create until every engine's children exist (seen by a watch).
+    pub applied_s: f64,
 }
 
 impl Timing {
-    fn from(times: &[f64], create_s: f64) -> Self {
+    fn from(times: &[f64], create_s: f64, applied: &[f64]) -> Self {
         Self {
             total_s: times.last().copied().unwrap_or(0.0),
             median_engine_s: median(times),
             create_s,
+            applied_s: applied.last().copied().unwrap_or(0.0),
         }
     }
 }
@@ -97,6 +107,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     // Floor: the least work that makes every engine report Running.
     create_namespaces(client, FLOOR, m).await?;
     let mut observer = Observer::start(client, FLOOR, instances).await?;
+    let mut children = ChildrenObserver::start(client, FLOOR).await?;
     eprintln!("[bench] floor: applying {n} engines in {m} namespaces");
     let (tx, rx) = futures::channel::mpsc::unbounded();
     let zero = Instant::now();
@@ -128,12 +139,58 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
         Ok(Err(e)) => return Err(anyhow::anyhow!("the floor client failed: {e:?}")),
         Ok(Ok(writes)) => (observer.wait(n, zero, timeout).await, writes),
     };
-    let floor_timing = Timing::from(&times?, create_s);
-    drop(observer);
+    let applied = children.wait(n, zero, timeout).await?;
+    let floor_timing = Timing::from(&times?, create_s, &applied);
+    drop((observer, children));
     eprintln!("[bench] floor converged in {:.1}s", floor_timing.total_s);
     delete_phase(client, FLOOR, Some(timeout)).await?;
 
     // Operator.
+    let (operator, admin) = start_operator(paths, args)?;
+    let result = with_operator(client, args, paths, &admin, &operator, instances).await;
+    bench::stop(operator).await;
+    let (operator_timing, operator_writes, steady, memory) = result?;
+    let engines_now = memory.scaled.as_ref().map_or(n, |s| s.engines);
+    let change = if args.skip_change {
+        None
+    } else {
+        Some(
+            bench_change::run(client, paths, OPERATOR, engines_now, m, || {
+                start_operator(paths, args)
+            })
+            .await?,
+        )
+    };
+    delete_phase(client, OPERATOR, Some(timeout)).await?;
+    let status_writes = operator_writes
+        .iter()
+        .filter(|(k, _)| k.ends_with("lmcacheengines/status"))
+        .map(|(_, v)| v)
+        .sum::<f64>();
+    Ok(Convergence {
+        engines: n,
+        namespaces: m,
+        concurrency: args.concurrency,
+        instances_per_engine: instances,
+        ratio: ratio(operator_timing.total_s, floor_timing.total_s),
+        applied_ratio: ratio(operator_timing.applied_s, floor_timing.applied_s),
+        floor: floor_timing,
+        operator: operator_timing,
+        floor_writes,
+        operator_writes,
+        status_writes_per_engine: status_writes / n as f64,
+        steady,
+        memory,
+        change,
+    })
+}
+
+fn ratio(operator: f64, floor: f64) -> f64 {
+    if floor > 0.0 { operator / floor } else { 0.0 }
+}
+
+/// A release operator without leader election (so the bench counts no Lease renewals).
+fn start_operator(paths: &Paths, args: &Args) -> anyhow::Result<(crate::cluster_proc::Proc, Admin)> {
     let admin = Admin::new()?;
     let operator = bench::spawn(
         paths,
@@ -146,27 +203,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
             format!("--max-concurrent-reconciles={}", args.concurrency),
         ],
     )?;
-    let result = with_operator(client, args, paths, &admin, &operator, instances).await;
-    bench::stop(operator).await;
-    let (operator_timing, operator_writes, steady, memory) = result?;
-    let ratio = if floor_timing.total_s > 0.0 {
-        operator_timing.total_s / floor_timing.total_s
-    } else {
-        0.0
-    };
-    Ok(Convergence {
-        engines: n,
-        namespaces: m,
-        concurrency: args.concurrency,
-        instances_per_engine: instances,
-        floor: floor_timing,
-        operator: operator_timing,
-        ratio,
-        floor_writes,
-        operator_writes,
-        steady,
-        memory,
-    })
+    Ok((operator, admin))
 }
 
 async fn with_operator(
@@ -186,14 +223,19 @@ async fn with_operator(
 
     create_namespaces(client, OPERATOR, m).await?;
     let mut observer = Observer::start(client, OPERATOR, instances).await?;
+    let mut children = ChildrenObserver::start(client, OPERATOR).await?;
     eprintln!("[bench] operator: applying {n} engines in {m} namespaces");
     let before = bench::scrape(admin.metrics).await?;
     let zero = Instant::now();
     create_engines(client, OPERATOR, 0..n, m, CREATE_PARALLEL, None).await?;
     let create_s = zero.elapsed().as_secs_f64();
     let times = observer.wait(n, zero, timeout).await?;
+    let applied = children.wait(n, zero, timeout).await?;
+    drop(children);
+    // The last status write may be coalesced: let it land before counting.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let converged_at = bench::scrape(admin.metrics).await?;
-    let timing = Timing::from(&times, create_s);
+    let timing = Timing::from(&times, create_s, &applied);
     eprintln!("[bench] operator converged in {:.1}s", timing.total_s);
     let writes = writes_between(&before, &converged_at);
 
@@ -237,7 +279,6 @@ async fn with_operator(
         None
     };
     drop(observer);
-    delete_phase(client, OPERATOR, Some(timeout)).await?;
     Ok((
         timing,
         writes,
@@ -307,8 +348,9 @@ mod tests {
 
     #[test]
     fn timing_takes_the_last_and_median_engine() {
-        let t = Timing::from(&[1.0, 2.0, 4.0], 0.5);
+        let t = Timing::from(&[1.0, 2.0, 4.0], 0.5, &[0.2, 0.3]);
         assert_eq!(t.total_s, 4.0);
+        assert_eq!(t.applied_s, 0.3);
         assert_eq!(t.median_engine_s, 2.0);
         assert_eq!(t.create_s, 0.5);
     }

@@ -46,7 +46,12 @@ pub fn engine_resource() -> ApiResource {
 
 /// Namespace `i` of a phase.
 pub fn namespace_name(phase: &str, i: usize) -> String {
-    format!("bench-{phase}-{i}")
+    format!("{}{i}", namespace_prefix(phase))
+}
+
+/// What every namespace of a phase starts with.
+pub fn namespace_prefix(phase: &str) -> String {
+    format!("bench-{phase}-")
 }
 
 /// Engine `j` of a phase: `engine-j` in namespace `j mod namespaces`.
@@ -97,19 +102,33 @@ pub async fn create_engines(
     parallel: usize,
     created: Option<futures::channel::mpsc::UnboundedSender<Value>>,
 ) -> anyhow::Result<()> {
-    let resource = engine_resource();
-    futures::stream::iter(range)
-        .map(|j| {
-            let (namespace, name) = engine_key(phase, j, namespaces);
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
-            let body = engine_manifest(phase, &namespace, &name);
+    let manifests = range.map(|j| {
+        let (namespace, name) = engine_key(phase, j, namespaces);
+        engine_manifest(phase, &namespace, &name)
+    });
+    create_objects(client, &engine_resource(), manifests, parallel, created).await
+}
+
+/// Creates `manifests` (namespaced objects of `resource`), `parallel` requests at a time;
+/// returns the stored objects in completion order through `created`, if given.
+pub async fn create_objects(
+    client: &Client,
+    resource: &ApiResource,
+    manifests: impl Iterator<Item = Value>,
+    parallel: usize,
+    created: Option<futures::channel::mpsc::UnboundedSender<Value>>,
+) -> anyhow::Result<()> {
+    futures::stream::iter(manifests)
+        .map(|body| {
             let created = created.clone();
             async move {
                 let obj: DynamicObject = serde_json::from_value(body)?;
+                let namespace = obj.namespace().unwrap_or_default();
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, resource);
                 let stored = api
                     .create(&PostParams::default(), &obj)
                     .await
-                    .with_context(|| format!("creating engine {namespace}/{name}"))?;
+                    .with_context(|| format!("creating {} {namespace}/{}", resource.kind, obj.name_any()))?;
                 if let Some(tx) = created {
                     let _ = tx.unbounded_send(serde_json::to_value(&stored)?);
                 }

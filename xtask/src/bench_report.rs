@@ -7,12 +7,17 @@ use crate::bench_webhook::WebhookBench;
 use serde::Serialize;
 use std::fmt::Write as _;
 
-/// Targets of issue 8 (goals, not assertions).
+/// Targets of issues 8 and 14 (goals, not assertions).
 pub const TARGET_RATIO: f64 = 1.25;
 pub const TARGET_HANDLER_P99_MS: f64 = 1.0;
 pub const TARGET_HANDLER_RATE: u32 = 500;
-/// 40 MB in MiB.
-pub const TARGET_OPERATOR_RSS_MIB: f64 = 40.0e6 / 1_048_576.0;
+pub const TARGET_OPERATOR_RSS_MIB: f64 = 40.0;
+pub const TARGET_OPERATOR_IDLE_MIB: f64 = 15.0;
+pub const TARGET_WEBHOOK_RSS_MIB: f64 = 20.0;
+/// The fleet size the memory targets are stated for.
+pub const TARGET_FLEET: usize = 1000;
+pub const TARGET_STATUS_WRITES: f64 = 3.0;
+pub const TARGET_CHANGE_P99_MS: f64 = 2000.0;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -101,22 +106,31 @@ fn convergence_md(md: &mut String, c: &Convergence) {
     );
     let _ = writeln!(
         md,
-        "| | all Running (s) | median engine (s) | creates done (s) | writes |"
+        "| | children applied (s) | all Running (s) | median engine (s) | creates done (s) | writes |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
     let floor_writes = c.floor_writes.child_applies + c.floor_writes.status_writes;
     let operator_writes = c.operator_writes.values().sum::<f64>() + 0.0;
     let _ = writeln!(
         md,
-        "| floor | {:.1} | {:.1} | {:.1} | {floor_writes} |",
-        c.floor.total_s, c.floor.median_engine_s, c.floor.create_s
+        "| floor | {:.1} | {:.1} | {:.1} | {:.1} | {floor_writes} |",
+        c.floor.applied_s, c.floor.total_s, c.floor.median_engine_s, c.floor.create_s
     );
     let _ = writeln!(
         md,
-        "| operator | {:.1} | {:.1} | {:.1} | {operator_writes:.0} |",
-        c.operator.total_s, c.operator.median_engine_s, c.operator.create_s
+        "| operator | {:.1} | {:.1} | {:.1} | {:.1} | {operator_writes:.0} |",
+        c.operator.applied_s, c.operator.total_s, c.operator.median_engine_s, c.operator.create_s
     );
-    let _ = writeln!(md, "| **operator / floor** | **{:.2}** | | | |\n", c.ratio);
+    let _ = writeln!(
+        md,
+        "| **operator / floor** | **{:.2}** | **{:.2}** | | | |\n",
+        c.applied_ratio, c.ratio
+    );
+    let _ = writeln!(
+        md,
+        "Status writes per engine while converging: {:.2}\n",
+        c.status_writes_per_engine
+    );
     if !c.operator_writes.is_empty() {
         let list: Vec<String> = c
             .operator_writes
@@ -158,14 +172,37 @@ fn convergence_md(md: &mut String, c: &Convergence) {
             s.engines, s.converged, s.seconds, s.memory.rss_mib, s.memory.peak_mib
         );
     }
+    if let Some(ch) = &c.change {
+        let _ = writeln!(
+            md,
+            "| {} engines, restarted and resynced | {:.1} | {:.1} |",
+            ch.engines, ch.restarted_memory.rss_mib, ch.restarted_memory.peak_mib
+        );
+    }
     md.push('\n');
+    if let Some(ch) = &c.change {
+        let _ = writeln!(
+            md,
+            "## Change latency under load\n\nOperator restarted with {} engines converged; resync took {:.2} s; \
+             {} spec changes ({} before the resync ended), PATCH answered → DaemonSet generation seen\n\n\
+             | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) |\n|---:|---:|---:|---:|\n| {:.0} | {:.0} | {:.0} | {:.0} |\n",
+            ch.engines,
+            ch.resync_s,
+            ch.changes,
+            ch.during_resync,
+            ch.latency.p50_ms,
+            ch.latency.p95_ms,
+            ch.latency.p99_ms,
+            ch.latency.max_ms
+        );
+    }
 }
 
 fn webhook_md(md: &mut String, w: &WebhookBench) {
     let _ = writeln!(
         md,
-        "## Webhook\n\n{} s per rate, one HTTP/2 TLS connection, injected reviews; latency in ms\n",
-        w.step_seconds
+        "## Webhook\n\n{} s per rate, one HTTP/2 TLS connection, injected reviews, {:.0} engines cached; latency in ms\n",
+        w.step_seconds, w.cached_engines
     );
     let _ = writeln!(
         md,
@@ -213,14 +250,34 @@ pub fn targets(report: &Report) -> Vec<(String, Option<bool>)> {
             .and_then(|s| s.webhook.in_handler)
             .map(|h| h.p99_ms)
     });
-    let scaled = c.and_then(|c| c.memory.scaled.as_ref());
+    let fleet = c.and_then(fleet_memory);
+    let change_p99 = c.and_then(|c| c.change.as_ref()).map(|ch| ch.latency.p99_ms);
+    let webhook = report
+        .webhook
+        .as_ref()
+        .filter(|w| w.cached_engines >= (2 * TARGET_FLEET) as f64);
+    let show = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.2}{unit}"));
     vec![
         (
             format!(
-                "convergence ≤ {TARGET_RATIO} × floor: {}",
-                c.map_or("-".into(), |c| format!("{:.2}", c.ratio))
+                "children applied ≤ {TARGET_RATIO} × floor: {}",
+                show(c.map(|c| c.applied_ratio), "")
+            ),
+            c.map(|c| c.applied_ratio <= TARGET_RATIO),
+        ),
+        (
+            format!(
+                "all Running ≤ {TARGET_RATIO} × floor: {}",
+                show(c.map(|c| c.ratio), "")
             ),
             c.map(|c| c.ratio <= TARGET_RATIO),
+        ),
+        (
+            format!(
+                "≤ {TARGET_STATUS_WRITES} status writes per engine: {}",
+                show(c.map(|c| c.status_writes_per_engine), "")
+            ),
+            c.map(|c| c.status_writes_per_engine <= TARGET_STATUS_WRITES),
         ),
         (
             format!(
@@ -231,6 +288,13 @@ pub fn targets(report: &Report) -> Vec<(String, Option<bool>)> {
         ),
         (
             format!(
+                "change latency p99 under load ≤ {TARGET_CHANGE_P99_MS} ms: {}",
+                show(change_p99, " ms")
+            ),
+            change_p99.map(|v| v <= TARGET_CHANGE_P99_MS),
+        ),
+        (
+            format!(
                 "webhook in-handler p99 ≤ {TARGET_HANDLER_P99_MS} ms at {TARGET_HANDLER_RATE}/s: {}",
                 handler_p99.map_or("-".into(), |v| format!("{v:.3} ms"))
             ),
@@ -238,13 +302,41 @@ pub fn targets(report: &Report) -> Vec<(String, Option<bool>)> {
         ),
         (
             format!(
-                "operator RSS ≤ 40 MB ({TARGET_OPERATOR_RSS_MIB:.1} MiB) with {} engines: {}",
-                report.memory_engines,
-                scaled.map_or("-".into(), |s| format!("{:.1} MiB", s.memory.rss_mib))
+                "operator RSS ≤ {TARGET_OPERATOR_RSS_MIB} MiB with {TARGET_FLEET} engines: {}",
+                show(fleet, " MiB")
             ),
-            scaled.map(|s| s.memory.rss_mib <= TARGET_OPERATOR_RSS_MIB),
+            fleet.map(|v| v <= TARGET_OPERATOR_RSS_MIB),
+        ),
+        (
+            format!(
+                "operator idle RSS ≤ {TARGET_OPERATOR_IDLE_MIB} MiB: {}",
+                show(c.map(|c| c.memory.idle.rss_mib), " MiB")
+            ),
+            c.map(|c| c.memory.idle.rss_mib <= TARGET_OPERATOR_IDLE_MIB),
+        ),
+        (
+            format!(
+                "webhook RSS ≤ {TARGET_WEBHOOK_RSS_MIB} MiB with {TARGET_FLEET} engines of each kind: {}",
+                show(webhook.map(|w| w.webhook_loaded_rss_mib), " MiB")
+            ),
+            webhook.map(|w| w.webhook_loaded_rss_mib <= TARGET_WEBHOOK_RSS_MIB),
         ),
     ]
+}
+
+/// The operator's largest measured RSS with at least [`TARGET_FLEET`] engines.
+fn fleet_memory(c: &Convergence) -> Option<f64> {
+    let mut at_fleet = Vec::new();
+    if c.engines >= TARGET_FLEET {
+        at_fleet.push(c.memory.converged.rss_mib);
+    }
+    if let Some(s) = c.memory.scaled.as_ref().filter(|s| s.engines >= TARGET_FLEET) {
+        at_fleet.push(s.memory.rss_mib);
+    }
+    if let Some(ch) = c.change.as_ref().filter(|ch| ch.engines >= TARGET_FLEET) {
+        at_fleet.push(ch.restarted_memory.rss_mib);
+    }
+    at_fleet.into_iter().reduce(f64::max)
 }
 
 fn targets_md(md: &mut String, report: &Report) {
@@ -262,6 +354,7 @@ fn targets_md(md: &mut String, report: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench_change::ChangeLatency;
     use crate::bench_converge::{OperatorMemory, Scaled, Steady, Timing};
     use crate::bench_stats::{Memory, Quantiles};
     use crate::bench_webhook::{HandlerLatency, Side, Step};
@@ -306,8 +399,10 @@ mod tests {
     #[test]
     fn flags_default_to_the_issue() {
         let a = args(&[]);
-        assert_eq!((a.engines, a.namespaces, a.memory_engines), (300, 30, 1000));
-        assert_eq!(a.rates, [100, 500, 1000]);
+        assert_eq!((a.engines, a.namespaces, a.memory_engines), (1000, 100, 1000));
+        assert_eq!(a.rates, [100, 500, 1000, 2000]);
+        assert_eq!(a.webhook_engines, 1000);
+        assert!(!a.skip_change);
         assert_eq!(a.steady_seconds, 60);
         assert_eq!(a.concurrency, 4);
         let a = args(&["--engines=50", "--rates=10,20", "--skip-webhook"]);
@@ -333,15 +428,19 @@ mod tests {
                 total_s: 100.0,
                 median_engine_s: 50.0,
                 create_s: 5.0,
+                applied_s: 10.0,
             },
             operator: Timing {
                 total_s: 110.0,
                 median_engine_s: 55.0,
                 create_s: 5.0,
+                applied_s: 15.0,
             },
             ratio: 1.1,
+            applied_ratio: 1.5,
             floor_writes: Default::default(),
             operator_writes: BTreeMap::from([("PATCH daemonsets".to_string(), 300.0)]),
+            status_writes_per_engine: 2.5,
             steady: Steady {
                 seconds: 60,
                 writes: 2.0,
@@ -357,9 +456,23 @@ mod tests {
                     memory: mem(45.0),
                 }),
             },
+            change: Some(ChangeLatency {
+                engines: 1000,
+                changes: 50,
+                resync_s: 1.5,
+                during_resync: 20,
+                latency: Quantiles {
+                    p50_ms: 300.0,
+                    p95_ms: 900.0,
+                    p99_ms: 1200.0,
+                    max_ms: 1300.0,
+                },
+                restarted_memory: mem(30.0),
+            }),
         });
         report.webhook = Some(WebhookBench {
             step_seconds: 15,
+            cached_engines: 2001.0,
             steps: vec![Step {
                 rate: 500,
                 webhook: side(1.0, Some(0.4)),
@@ -373,9 +486,31 @@ mod tests {
             floor_loaded_rss_mib: 6.0,
         });
         let met: Vec<Option<bool>> = targets(&report).into_iter().map(|(_, m)| m).collect();
-        assert_eq!(met, [Some(true), Some(false), Some(true), Some(false)]);
+        // applied, Running, status writes, steady, change, handler, fleet RSS, idle, webhook.
+        assert_eq!(
+            met,
+            [
+                Some(false),
+                Some(true),
+                Some(true),
+                Some(false),
+                Some(true),
+                Some(true),
+                Some(false),
+                Some(true),
+                Some(true)
+            ]
+        );
         let md = report.to_markdown();
-        assert!(md.contains("| **operator / floor** | **1.10** |"), "{md}");
+        assert!(
+            md.contains("| **operator / floor** | **1.50** | **1.10** |"),
+            "{md}"
+        );
+        assert!(md.contains("| 300 | 900 | 1200 | 1300 |"), "{md}");
+        assert!(
+            md.contains("Status writes per engine while converging: 2.50"),
+            "{md}"
+        );
         assert!(md.contains("| 500 | 500 | 0.100 | 0.200 | 0.400 |"), "{md}");
         assert!(md.contains("0 steady-state writes: 2 — MISSED"), "{md}");
         assert!(

@@ -3,7 +3,9 @@
 //! one HTTP/2 TLS connection each, as the API server's webhook client would.
 
 use crate::bench::{self, Admin, Args, Paths};
-use crate::bench_kube::{BENCH_LABEL, create_namespaces, delete_phase, namespace_name};
+use crate::bench_kube::{
+    BENCH_LABEL, create_engines, create_namespaces, create_objects, delete_phase, engine_key, namespace_name,
+};
 use crate::bench_load::{H2Client, LoadRun, run_fixed_rate, wait_listening};
 use crate::bench_stats::{Histogram, Memory, Quantiles, Sample, sum};
 use crate::cluster_pki::{self, Ca};
@@ -23,6 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const PHASE: &str = "webhook";
+/// Namespaces the cached engines are spread over, and their creations in flight.
+const NAMESPACES: usize = 10;
+const CREATE_PARALLEL: usize = 16;
 const ENGINE: &str = "bench-blend";
 const MUTATE_PATH: &str = "/mutate-cacheblend-pod";
 const DURATION_METRIC: &str = "lmcache_webhook_admission_duration_seconds";
@@ -32,6 +37,8 @@ const ADMISSIONS: &str = "lmcache_webhook_admission_total";
 #[derive(Clone, Debug, Serialize)]
 pub struct WebhookBench {
     pub step_seconds: u64,
+    /// Engines in the webhook's caches (both kinds).
+    pub cached_engines: f64,
     pub steps: Vec<Step>,
     pub webhook_idle: Memory,
     /// Largest RSS sampled while loaded.
@@ -90,7 +97,7 @@ impl HandlerLatency {
 
 pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<WebhookBench> {
     delete_phase(client, PHASE, Some(Duration::from_secs(args.timeout))).await?;
-    create_namespaces(client, PHASE, 1).await?;
+    create_namespaces(client, PHASE, NAMESPACES).await?;
     let namespace = namespace_name(PHASE, 0);
     let api: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
@@ -99,10 +106,26 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     );
     api.create(
         &PostParams::default(),
-        &serde_json::from_value(blend_engine(&namespace))?,
+        &serde_json::from_value(blend_engine(&namespace, ENGINE))?,
     )
     .await
     .context("creating the bench CacheBlendEngine")?;
+    // The caches a fleet fills: `--webhook-engines` of each kind besides the reviewed one.
+    let n = args.webhook_engines;
+    eprintln!("[bench] webhook: creating {n} LMCacheEngines and {n} CacheBlendEngines");
+    create_engines(client, PHASE, 0..n, NAMESPACES, CREATE_PARALLEL, None).await?;
+    let blends = (0..n).map(|j| {
+        let (namespace, _) = engine_key(PHASE, j, NAMESPACES);
+        blend_engine(&namespace, &format!("blend-{j:04}"))
+    });
+    create_objects(
+        client,
+        &ApiResource::erase::<CacheBlendEngine>(&()),
+        blends,
+        CREATE_PARALLEL,
+        None,
+    )
+    .await?;
 
     let certs = paths.out.join("certs");
     std::fs::create_dir_all(&certs)?;
@@ -164,7 +187,8 @@ async fn measure(
 ) -> anyhow::Result<WebhookBench> {
     bench::wait_ready(paths, webhook, admin.health).await?;
     wait_listening(floor_addr, Duration::from_secs(30)).await?;
-    // Ready means the initial list is done; the engine may still be on its way.
+    // Ready means the initial lists are done; the last engines may still be on their way.
+    let expected = (2 * args.webhook_engines + 1) as f64;
     let mut cached = 0.0;
     for _ in 0..60 {
         cached = sum(
@@ -172,13 +196,13 @@ async fn measure(
             "lmcache_webhook_cached_engines",
             &[],
         );
-        if cached >= 1.0 {
+        if cached >= expected {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    if cached < 1.0 {
-        bail!("the webhook never cached the bench CacheBlendEngine");
+    if cached < expected {
+        bail!("the webhook cached {cached} of the {expected} bench engines");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let webhook_idle = memory(webhook.pid)?;
@@ -231,6 +255,7 @@ async fn measure(
     }
     Ok(WebhookBench {
         step_seconds: args.duration,
+        cached_engines: cached,
         steps,
         webhook_idle,
         webhook_loaded_rss_mib: webhook_loaded,
@@ -291,12 +316,12 @@ fn side(mut run: LoadRun, max_rss_mib: f64, scrapes: Option<(&[Sample], &[Sample
     }
 }
 
-/// The CacheBlendEngine the reviewed pods name (payload image set, so pods get injected).
-fn blend_engine(namespace: &str) -> Value {
+/// A CacheBlendEngine with a payload image set, so the pods that name it get injected.
+fn blend_engine(namespace: &str, name: &str) -> Value {
     json!({
         "apiVersion": API_VERSION,
         "kind": KIND_BLEND_ENGINE,
-        "metadata": {"name": ENGINE, "namespace": namespace, "labels": {BENCH_LABEL: PHASE}},
+        "metadata": {"name": name, "namespace": namespace, "labels": {BENCH_LABEL: PHASE}},
         "spec": {
             "l1": {"sizeGB": 1},
             "injection": {"payloadImage": {"repository": "registry.example.com/cacheblend-plugin", "tag": "v1"}},
@@ -351,7 +376,7 @@ mod tests {
 
     #[test]
     fn the_bench_engine_decodes_and_the_review_names_it() {
-        let engine = blend_engine("bench-webhook-0");
+        let engine = blend_engine("bench-webhook-0", ENGINE);
         let decoded = lmcache_validation::decode_blend_engine(&engine).unwrap();
         assert!(decoded.spec.injection.unwrap().payload_image.is_some());
         let review = review("bench-webhook-0");

@@ -52,13 +52,58 @@ pub fn run(action: Action) -> anyhow::Result<()> {
 /// Files of the running cluster under `target/cluster/`.
 pub struct Layout {
     pub dir: PathBuf,
+    pub profile: Profile,
+}
+
+/// How the control plane's own controllers are tuned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// kube-controller-manager and kube-scheduler with their default client limits, as a user's
+    /// cluster (tests, demo).
+    Default,
+    /// Client limits and DaemonSet concurrency raised so the control plane's controllers are not
+    /// the bottleneck of a benchmark that means to measure the operator.
+    Bench,
+}
+
+impl Profile {
+    /// Flags added to kube-controller-manager.
+    fn controller_manager_flags(self) -> &'static [&'static str] {
+        match self {
+            Self::Default => &[],
+            Self::Bench => &[
+                "--kube-api-qps=1000",
+                "--kube-api-burst=2000",
+                "--concurrent-daemonset-syncs=16",
+                "--concurrent-gc-syncs=40",
+            ],
+        }
+    }
+    /// Flags added to kube-scheduler.
+    fn scheduler_flags(self) -> &'static [&'static str] {
+        match self {
+            Self::Default => &[],
+            Self::Bench => &["--kube-api-qps=1000", "--kube-api-burst=2000"],
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Bench => "bench",
+        }
+    }
 }
 
 impl Layout {
     pub fn new() -> Self {
         Self {
             dir: root().join("target/cluster"),
+            profile: Profile::Default,
         }
+    }
+    /// Records the profile the running cluster was started with.
+    fn profile_file(&self) -> PathBuf {
+        self.dir.join("profile")
     }
     /// The admin kubeconfig (control plane, kubectl, tests).
     pub fn kubeconfig(&self) -> PathBuf {
@@ -299,9 +344,10 @@ fn health(layout: &Layout) -> anyhow::Result<(Vec<Proc>, bool)> {
         .chain([layout.env_file()])
         .all(|path| path.exists())
         // The audit policy is read at apiserver start: a changed policy needs a restart.
-        && std::fs::read_to_string(layout.pki().join("audit-policy.yaml")).is_ok_and(|p| p == AUDIT_POLICY);
+        && std::fs::read_to_string(layout.pki().join("audit-policy.yaml")).is_ok_and(|p| p == AUDIT_POLICY)
+        && std::fs::read_to_string(layout.profile_file()).is_ok_and(|p| p == layout.profile.name());
     if all_running && !complete {
-        eprintln!("[cluster] the running cluster lacks files of this xtask version");
+        eprintln!("[cluster] the running cluster lacks files of this xtask version or runs another profile");
     }
     let healthy = all_running && complete && Kubectl::new(layout).readyz();
     Ok((procs, healthy))
@@ -365,6 +411,7 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
     }
     let audit_policy = layout.pki().join("audit-policy.yaml");
     cluster_pki::write(&audit_policy, AUDIT_POLICY)?;
+    std::fs::write(layout.profile_file(), layout.profile.name())?;
     let logs = layout.logs();
     let pids = layout.pids();
     let log = |name: &str| logs.join(format!("{name}.log"));
@@ -420,7 +467,11 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
     let kcm = cluster_proc::spawn(
         "kube-controller-manager",
         &bins.controller_manager,
-        &controller_manager_args(&kubeconfig, &pki),
+        &[
+            controller_manager_args(&kubeconfig, &pki),
+            strings(layout.profile.controller_manager_flags()),
+        ]
+        .concat(),
         &[],
         &logs,
         &pids,
@@ -429,12 +480,16 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
     let scheduler = cluster_proc::spawn(
         "kube-scheduler",
         &bins.scheduler,
-        &strings(&[
-            &format!("--kubeconfig={kubeconfig}"),
-            "--leader-elect=false",
-            "--secure-port=0",
-            "--v=1",
-        ]),
+        &[
+            strings(&[
+                &format!("--kubeconfig={kubeconfig}"),
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--v=1",
+            ]),
+            strings(layout.profile.scheduler_flags()),
+        ]
+        .concat(),
         &[],
         &logs,
         &pids,

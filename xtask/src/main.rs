@@ -1,6 +1,8 @@
 //! Project automation: `cargo xtask <command>`.
 
 mod bench;
+mod bench_change;
+mod bench_children;
 mod bench_converge;
 mod bench_floor;
 mod bench_kube;
