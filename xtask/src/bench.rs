@@ -62,9 +62,13 @@ pub struct Args {
     /// Engines of each kind (LMCacheEngine, CacheBlendEngine) the webhook caches while loaded.
     #[arg(long, default_value_t = 1000)]
     pub webhook_engines: usize,
-    /// Leave the cluster running when the bench started it.
+    /// Leave the cluster running when the bench started it, with the operator phase's engines
+    /// (for profiling: run an operator against them by hand).
     #[arg(long)]
     pub keep: bool,
+    /// Skip the floor client (no ratios): for quick runs and profiling.
+    #[arg(long)]
+    pub skip_floor: bool,
     /// Use the shared cluster of `cargo xtask cluster` (target/cluster) instead of the bench's
     /// own (target/bench/cluster), which nothing else starts, stops or loads.
     #[arg(long)]
@@ -213,16 +217,24 @@ fn prepare(kubectl: &Kubectl) -> anyhow::Result<()> {
         ],
         None,
     )?;
-    kubectl.ok(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/lmcacheengines.lmcache.lmcache.ai",
-            "crd/cacheblendengines.lmcache.lmcache.ai",
-        ],
-        None,
-    )?;
+    // `kubectl wait` fails on a CRD so new it has no conditions yet: poll instead.
+    cluster::wait_until("the CRDs Established", Duration::from_secs(60), &[], || {
+        ["lmcacheengines", "cacheblendengines", "lmcachecoordinators"]
+            .iter()
+            .all(|plural| {
+                kubectl
+                    .ok(
+                        &[
+                            "get",
+                            &format!("crd/{plural}.lmcache.lmcache.ai"),
+                            "-o",
+                            "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+                        ],
+                        None,
+                    )
+                    .is_ok_and(|s| s.trim() == "True")
+            })
+    })?;
     Ok(())
 }
 

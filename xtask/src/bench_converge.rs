@@ -99,12 +99,67 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     let instances = NODES.iter().filter(|(_, gpu)| *gpu).count() as i64;
     let timeout = Duration::from_secs(args.timeout);
     let (n, m) = (args.engines, args.namespaces);
-    let concurrency = usize::from(args.concurrency);
     for phase in [FLOOR, OPERATOR] {
         delete_phase(client, phase, Some(timeout)).await?;
     }
 
-    // Floor: the least work that makes every engine report Running.
+    let (floor_timing, floor_writes) = if args.skip_floor {
+        (Timing::default(), FloorWritesSnapshot::default())
+    } else {
+        floor(client, args, instances).await?
+    };
+
+    // Operator.
+    let (operator, admin) = start_operator(paths, args)?;
+    let result = with_operator(client, args, paths, &admin, &operator, instances).await;
+    bench::stop(operator).await;
+    let (operator_timing, operator_writes, steady, memory) = result?;
+    let engines_now = memory.scaled.as_ref().map_or(n, |s| s.engines);
+    let change = if args.skip_change {
+        None
+    } else {
+        Some(
+            bench_change::run(client, paths, OPERATOR, engines_now, m, || {
+                start_operator(paths, args)
+            })
+            .await?,
+        )
+    };
+    if !args.keep {
+        delete_phase(client, OPERATOR, Some(timeout)).await?;
+    }
+    let status_writes = operator_writes
+        .iter()
+        .filter(|(k, _)| k.ends_with("lmcacheengines/status"))
+        .map(|(_, v)| v)
+        .sum::<f64>();
+    Ok(Convergence {
+        engines: n,
+        namespaces: m,
+        concurrency: args.concurrency,
+        instances_per_engine: instances,
+        ratio: ratio(operator_timing.total_s, floor_timing.total_s),
+        applied_ratio: ratio(operator_timing.applied_s, floor_timing.applied_s),
+        floor: floor_timing,
+        operator: operator_timing,
+        floor_writes,
+        operator_writes,
+        status_writes_per_engine: status_writes / n as f64,
+        steady,
+        memory,
+        change,
+    })
+}
+
+/// Floor: the least work that makes every engine report Running.
+async fn floor(
+    client: &Client,
+    args: &Args,
+    instances: i64,
+) -> anyhow::Result<(Timing, FloorWritesSnapshot)> {
+    let timeout = Duration::from_secs(args.timeout);
+    let (n, m) = (args.engines, args.namespaces);
+    let concurrency = usize::from(args.concurrency);
     create_namespaces(client, FLOOR, m).await?;
     let mut observer = Observer::start(client, FLOOR, instances).await?;
     let mut children = ChildrenObserver::start(client, FLOOR).await?;
@@ -144,45 +199,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     drop((observer, children));
     eprintln!("[bench] floor converged in {:.1}s", floor_timing.total_s);
     delete_phase(client, FLOOR, Some(timeout)).await?;
-
-    // Operator.
-    let (operator, admin) = start_operator(paths, args)?;
-    let result = with_operator(client, args, paths, &admin, &operator, instances).await;
-    bench::stop(operator).await;
-    let (operator_timing, operator_writes, steady, memory) = result?;
-    let engines_now = memory.scaled.as_ref().map_or(n, |s| s.engines);
-    let change = if args.skip_change {
-        None
-    } else {
-        Some(
-            bench_change::run(client, paths, OPERATOR, engines_now, m, || {
-                start_operator(paths, args)
-            })
-            .await?,
-        )
-    };
-    delete_phase(client, OPERATOR, Some(timeout)).await?;
-    let status_writes = operator_writes
-        .iter()
-        .filter(|(k, _)| k.ends_with("lmcacheengines/status"))
-        .map(|(_, v)| v)
-        .sum::<f64>();
-    Ok(Convergence {
-        engines: n,
-        namespaces: m,
-        concurrency: args.concurrency,
-        instances_per_engine: instances,
-        ratio: ratio(operator_timing.total_s, floor_timing.total_s),
-        applied_ratio: ratio(operator_timing.applied_s, floor_timing.applied_s),
-        floor: floor_timing,
-        operator: operator_timing,
-        floor_writes,
-        operator_writes,
-        status_writes_per_engine: status_writes / n as f64,
-        steady,
-        memory,
-        change,
-    })
+    Ok((floor_timing, floor_writes))
 }
 
 fn ratio(operator: f64, floor: f64) -> f64 {

@@ -201,18 +201,25 @@ impl Shared {
                 serde_json::to_value(&children.config_map)?,
             ),
         ];
-        for (resource, body) in bodies {
-            let child = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &namespace, &resource);
-            api.patch(
-                &child,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await
-            .with_context(|| format!("applying {} {namespace}/{child}", resource.kind))?;
-            self.writes.child_applies.fetch_add(1, Ordering::Relaxed);
-        }
+        // All four at once, as the operator applies an engine's children.
+        futures::future::try_join_all(bodies.into_iter().map(|(resource, body)| {
+            let namespace = namespace.clone();
+            async move {
+                let child = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(self.client.clone(), &namespace, &resource);
+                api.patch(
+                    &child,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+                .with_context(|| format!("applying {} {namespace}/{child}", resource.kind))?;
+                self.writes.child_applies.fetch_add(1, Ordering::Relaxed);
+                anyhow::Ok(())
+            }
+        }))
+        .await?;
         let key = (namespace, name);
         let port = engine.spec.engine.server.port;
         self.applied

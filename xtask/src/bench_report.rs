@@ -251,6 +251,8 @@ pub fn targets(report: &Report) -> Vec<(String, Option<bool>)> {
             .map(|h| h.p99_ms)
     });
     let fleet = c.and_then(fleet_memory);
+    // Without the floor (`--skip-floor`) there is no ratio.
+    let floored = c.filter(|c| c.floor.total_s > 0.0);
     let change_p99 = c.and_then(|c| c.change.as_ref()).map(|ch| ch.latency.p99_ms);
     let webhook = report
         .webhook
@@ -261,16 +263,16 @@ pub fn targets(report: &Report) -> Vec<(String, Option<bool>)> {
         (
             format!(
                 "children applied ≤ {TARGET_RATIO} × floor: {}",
-                show(c.map(|c| c.applied_ratio), "")
+                show(floored.map(|c| c.applied_ratio), "")
             ),
-            c.map(|c| c.applied_ratio <= TARGET_RATIO),
+            floored.map(|c| c.applied_ratio <= TARGET_RATIO),
         ),
         (
             format!(
                 "all Running ≤ {TARGET_RATIO} × floor: {}",
-                show(c.map(|c| c.ratio), "")
+                show(floored.map(|c| c.ratio), "")
             ),
-            c.map(|c| c.ratio <= TARGET_RATIO),
+            floored.map(|c| c.ratio <= TARGET_RATIO),
         ),
         (
             format!(

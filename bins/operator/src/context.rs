@@ -1,20 +1,21 @@
 //! What every reconcile shares: the client, the watch caches, the event recorder and the
 //! per-object state.
 
+use crate::cached_pod::CachedPod;
 use crate::children::{ChildKind, service_monitor_resource};
 use crate::coordinator_index::CoordinatorIndex;
 use crate::keys::Uid;
 use crate::metrics::Metrics;
+use crate::packed::Packed;
 use crate::pod_index::PodIndex;
 use crate::state::{Backoff, EventLog, StatusCoalescer};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service};
 use kube::Client;
 use kube::core::{DeserializeGuard, DynamicObject};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheCoordinator, LMCacheEngine};
-use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -32,17 +33,17 @@ pub struct Stores {
     /// LMCacheCoordinators.
     pub coordinators: Store<DeserializeGuard<LMCacheCoordinator>>,
     /// Children and pods below carry `app.kubernetes.io/managed-by=lmcache-operator` (MT-11).
-    pub daemon_sets: Store<DaemonSet>,
+    pub daemon_sets: Store<Packed<DaemonSet>>,
     /// Coordinator Deployments.
-    pub deployments: Store<Deployment>,
+    pub deployments: Store<Packed<Deployment>>,
     /// Lookup and metrics Services.
-    pub services: Store<Service>,
+    pub services: Store<Packed<Service>>,
     /// Connection ConfigMaps.
-    pub config_maps: Store<ConfigMap>,
+    pub config_maps: Store<Packed<ConfigMap>>,
     /// ServiceMonitors (empty while the API is not served).
-    pub service_monitors: Store<DynamicObject>,
-    /// Engine and coordinator pods (slimmed, see `slim::pod`).
-    pub pods: Store<Pod>,
+    pub service_monitors: Store<Packed<DynamicObject>>,
+    /// Engine and coordinator pods (see [`CachedPod`]).
+    pub pods: Store<CachedPod>,
     /// The pods of each engine and coordinator.
     pub pod_index: PodIndex,
 }
@@ -56,17 +57,17 @@ pub struct Writers {
     /// See [`Stores::coordinators`].
     pub coordinators: Writer<DeserializeGuard<LMCacheCoordinator>>,
     /// See [`Stores::daemon_sets`].
-    pub daemon_sets: Writer<DaemonSet>,
+    pub daemon_sets: Writer<Packed<DaemonSet>>,
     /// See [`Stores::deployments`].
-    pub deployments: Writer<Deployment>,
+    pub deployments: Writer<Packed<Deployment>>,
     /// See [`Stores::services`].
-    pub services: Writer<Service>,
+    pub services: Writer<Packed<Service>>,
     /// See [`Stores::config_maps`].
-    pub config_maps: Writer<ConfigMap>,
+    pub config_maps: Writer<Packed<ConfigMap>>,
     /// See [`Stores::service_monitors`].
-    pub service_monitors: Writer<DynamicObject>,
+    pub service_monitors: Writer<Packed<DynamicObject>>,
     /// See [`Stores::pods`].
-    pub pods: Writer<Pod>,
+    pub pods: Writer<CachedPod>,
     /// See [`Stores::pod_index`] (shared with the stores).
     pub pod_index: PodIndex,
 }
@@ -106,12 +107,12 @@ impl Writers {
     }
 }
 
-fn cached_json<K>(store: &Store<K>, key: &ObjectRef<K>) -> Option<Value>
+fn cached_json<K>(store: &Store<Packed<K>>, key: &ObjectRef<Packed<K>>) -> Option<Value>
 where
-    K: kube::runtime::reflector::Lookup + Clone + Serialize + 'static,
+    K: kube::Resource + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    store.get(key).and_then(|obj| serde_json::to_value(&*obj).ok())
+    store.get(key).and_then(|obj| obj.to_json())
 }
 
 impl Stores {

@@ -5,6 +5,7 @@
 //! ownership check → server-side apply (only children that are not converged) → status (only
 //! when it changed). See `docs/operator.md`.
 
+mod cached_pod;
 mod children;
 mod cli;
 mod context;
@@ -16,6 +17,7 @@ mod keys;
 mod leader;
 mod mapping;
 mod metrics;
+mod packed;
 mod pod_index;
 mod primary;
 mod reconcile;

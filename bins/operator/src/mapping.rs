@@ -3,6 +3,7 @@
 //! pod's namespace and `app.kubernetes.io/instance`; a coordinator maps to the engines of its
 //! namespace that reference it.
 
+use crate::cached_pod::CachedPod;
 use crate::coordinator_index::CoordinatorIndex;
 use crate::keys::{CoordinatorKey, Kind, ObjectKey};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -29,19 +30,19 @@ pub fn owner_of(meta: &ObjectMeta) -> Option<ObjectKey> {
 
 /// The engines an engine pod may belong to. Coordinator pods map to nothing (their status
 /// comes from the Deployment).
-pub fn engines_of_pod(meta: &ObjectMeta) -> Vec<ObjectKey> {
-    let (Some(namespace), Some(pod_labels)) = (meta.namespace.as_deref(), meta.labels.as_ref()) else {
+pub fn engines_of_pod(pod: &CachedPod) -> Vec<ObjectKey> {
+    let Some(namespace) = pod.namespace() else {
         return Vec::new();
     };
-    if pod_labels.get(labels::NAME).map(String::as_str) != Some(labels::ENGINE_NAME_VALUE) {
+    if pod.label(labels::NAME) != Some(labels::ENGINE_NAME_VALUE) {
         return Vec::new();
     }
-    let Some(instance) = pod_labels.get(labels::INSTANCE) else {
+    let Some(instance) = pod.label(labels::INSTANCE) else {
         return Vec::new();
     };
     [Kind::Engine, Kind::BlendEngine]
         .into_iter()
-        .map(|kind| ObjectKey::new(kind, namespace, instance.clone()))
+        .map(|kind| ObjectKey::new(kind, namespace, instance))
         .collect()
 }
 
@@ -107,28 +108,21 @@ mod tests {
 
     #[test]
     fn pods_map_to_both_engine_kinds() {
-        let mut m = meta("team-a", vec![]);
-        m.labels = Some(
-            [
-                ("app.kubernetes.io/name", "lmcache"),
-                ("app.kubernetes.io/instance", "x"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        );
+        let pod = |name: &str| -> CachedPod {
+            serde_json::from_value(
+                serde_json::json!({"metadata": {"name": "p", "namespace": "team-a",
+                "labels": {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": "x"}}}),
+            )
+            .unwrap()
+        };
         assert_eq!(
-            engines_of_pod(&m),
+            engines_of_pod(&pod("lmcache")),
             [
                 ObjectKey::new(Kind::Engine, "team-a", "x"),
                 ObjectKey::new(Kind::BlendEngine, "team-a", "x")
             ]
         );
-        m.labels
-            .as_mut()
-            .unwrap()
-            .insert("app.kubernetes.io/name".into(), "lmcache-coordinator".into());
-        assert!(engines_of_pod(&m).is_empty());
+        assert!(engines_of_pod(&pod("lmcache-coordinator")).is_empty());
     }
 
     #[test]

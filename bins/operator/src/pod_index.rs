@@ -2,7 +2,8 @@
 //! pod names, kept in step with the pod watch, so a reconcile reads its own pods instead of
 //! scanning every cached pod (O(own pods), not O(all pods)).
 
-use k8s_openapi::api::core::v1::Pod;
+use crate::cached_pod::CachedPod;
+use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use lmcache_api::constants::labels;
 use std::collections::{BTreeSet, HashMap};
@@ -24,16 +25,16 @@ pub struct PodIndex {
     inner: Arc<RwLock<Inner>>,
 }
 
-fn instance_of(pod: &Pod) -> Option<(String, String, String)> {
-    let namespace = pod.metadata.namespace.clone()?;
-    let name = pod.metadata.name.clone()?;
-    let instance = pod.metadata.labels.as_ref()?.get(labels::INSTANCE)?.clone();
+fn instance_of(pod: &CachedPod) -> Option<(String, String, String)> {
+    let namespace = pod.meta().namespace.clone()?;
+    let name = pod.meta().name.clone()?;
+    let instance = pod.label(labels::INSTANCE)?.to_string();
     Some((namespace, name, instance))
 }
 
 impl PodIndex {
     /// Records `pod` (created or changed).
-    pub fn apply(&self, pod: &Pod) {
+    pub fn apply(&self, pod: &CachedPod) {
         let Some((namespace, name, instance)) = instance_of(pod) else {
             return;
         };
@@ -48,9 +49,8 @@ impl PodIndex {
     }
 
     /// Forgets `pod` (deleted).
-    pub fn delete(&self, pod: &Pod) {
-        let (Some(namespace), Some(name)) = (pod.metadata.namespace.clone(), pod.metadata.name.clone())
-        else {
+    pub fn delete(&self, pod: &CachedPod) {
+        let (Some(namespace), Some(name)) = (pod.meta().namespace.clone(), pod.meta().name.clone()) else {
             return;
         };
         self.inner
@@ -60,7 +60,7 @@ impl PodIndex {
     }
 
     /// Rebuilds from the cache after a (re)list.
-    pub fn rebuild(&self, store: &Store<Pod>) {
+    pub fn rebuild(&self, store: &Store<CachedPod>) {
         let mut fresh = Inner::default();
         for pod in store.state() {
             if let Some((namespace, name, instance)) = instance_of(&pod) {
@@ -76,7 +76,7 @@ impl PodIndex {
     }
 
     /// The cached pods of `namespace` labelled `instance: name`.
-    pub fn pods(&self, store: &Store<Pod>, namespace: &str, instance: &str) -> Vec<Arc<Pod>> {
+    pub fn pods(&self, store: &Store<CachedPod>, namespace: &str, instance: &str) -> Vec<Arc<CachedPod>> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         inner
             .by_instance
@@ -109,21 +109,21 @@ mod tests {
     use kube::runtime::watcher::Event;
     use serde_json::json;
 
-    fn pod(ns: &str, name: &str, instance: &str) -> Pod {
+    fn pod(ns: &str, name: &str, instance: &str) -> CachedPod {
         serde_json::from_value(json!({"metadata": {"namespace": ns, "name": name,
             "labels": {"app.kubernetes.io/instance": instance}}}))
         .unwrap()
     }
 
-    fn names(pods: Vec<Arc<Pod>>) -> Vec<String> {
-        let mut v: Vec<String> = pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    fn names(pods: Vec<Arc<CachedPod>>) -> Vec<String> {
+        let mut v: Vec<String> = pods.iter().filter_map(|p| p.meta().name.clone()).collect();
         v.sort();
         v
     }
 
     #[test]
     fn keyed_by_namespace_and_instance_and_follows_changes() {
-        let mut writer = Writer::<Pod>::default();
+        let mut writer = Writer::<CachedPod>::default();
         let store = writer.as_reader();
         let index = PodIndex::default();
         for p in [

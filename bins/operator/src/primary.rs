@@ -213,7 +213,7 @@ fn instance_pods(
     stores: &Stores,
     namespace: &str,
     name: &str,
-) -> Vec<std::sync::Arc<k8s_openapi::api::core::v1::Pod>> {
+) -> Vec<std::sync::Arc<crate::cached_pod::CachedPod>> {
     stores.pod_index.pods(&stores.pods, namespace, name)
 }
 

@@ -3,17 +3,19 @@
 //! it concerns, which are sent to the matching controller's trigger channel. Deletions are
 //! mapped too, so a deleted child is recreated, and they drop per-object state (MT-2).
 
+use crate::cached_pod::CachedPod;
 use crate::children::{service_monitor_gvk, service_monitor_resource};
 use crate::context::{Context, Stores, Writers};
 use crate::keys::{Kind, ObjectKey, Uid};
 use crate::mapping::{engines_of_coordinator, engines_of_pod, owner_of};
+use crate::packed::Packed;
 use crate::pod_index::PodIndex;
 use crate::primary::Primary;
 use crate::slim;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::Api;
 use kube::core::{DeserializeGuard, DynamicObject};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
@@ -165,12 +167,20 @@ async fn run_watch<K>(
     }
 }
 
+/// Objects per list page. A page's JSON is read whole before its objects are decoded (and
+/// packed, or cut down to a `CachedPod`), so the page bounds the transient memory of a
+/// (re)list: 500 pods (the watcher's default) are several MiB of response; 100 are a fifth.
+const LIST_PAGE_SIZE: u32 = 100;
+
 fn managed_by() -> watcher::Config {
-    watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE))
+    watcher::Config::default()
+        .labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE))
+        .page_size(LIST_PAGE_SIZE)
 }
 
-/// The watch of `api`, each object trimmed by `slim` before any cache sees it. Lists are paged
-/// (the watcher's default page size), so a relist never holds a whole fleet in one response.
+/// The watch of `api`. Lists are paged ([`LIST_PAGE_SIZE`]), so a relist never holds a whole
+/// fleet in one response. What a cache keeps of each object is decided by its type (`Packed`,
+/// `CachedPod`) or, for custom resources, by `slim`.
 fn watch_stream<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -181,6 +191,9 @@ where
 {
     watcher(api, config).default_backoff().modify(slim)
 }
+
+/// Nothing left to trim: the type already holds only what is read.
+fn keep<K>(_: &mut K) {}
 
 /// Maps a child event to the child's controller. A (re)list says nothing about children deleted
 /// while the watch was not running (a watch that started late, like the ServiceMonitor one
@@ -204,24 +217,27 @@ pub(crate) fn child_hook<K: Resource<DynamicType = D> + Clone, D: Eq + Hash + Cl
 
 /// Keeps the pod index in step with the pod watch and maps each pod to the custom resources of
 /// its instance label.
-pub(crate) fn pod_hook(triggers: Triggers, index: PodIndex) -> impl FnMut(&watcher::Event<Pod>, &Store<Pod>) {
+pub(crate) fn pod_hook(
+    triggers: Triggers,
+    index: PodIndex,
+) -> impl FnMut(&watcher::Event<CachedPod>, &Store<CachedPod>) {
     move |event, store| match event {
         watcher::Event::Apply(pod) => {
             index.apply(pod);
-            for key in engines_of_pod(&pod.metadata) {
+            for key in engines_of_pod(pod) {
                 triggers.send(&key);
             }
         }
         watcher::Event::Delete(pod) => {
             index.delete(pod);
-            for key in engines_of_pod(&pod.metadata) {
+            for key in engines_of_pod(pod) {
                 triggers.send(&key);
             }
         }
         watcher::Event::InitDone => {
             index.rebuild(store);
             for pod in store.state() {
-                for key in engines_of_pod(&pod.metadata) {
+                for key in engines_of_pod(&pod) {
                     triggers.send(&key);
                 }
             }
@@ -372,7 +388,7 @@ pub fn spawn_watches(
         pods,
         pod_index: _,
     } = writers;
-    let all = watcher::Config::default();
+    let all = watcher::Config::default().page_size(LIST_PAGE_SIZE);
     spawn_watch(
         watch_stream(
             Api::<DeserializeGuard<LMCacheEngine>>::all(client.clone()),
@@ -407,35 +423,35 @@ pub fn spawn_watches(
         health,
     );
     spawn_watch(
-        watch_stream(Api::<DaemonSet>::all(client.clone()), managed_by(), slim::child),
+        watch_stream(Api::<Packed<DaemonSet>>::all(client.clone()), managed_by(), keep),
         daemon_sets,
         child_hook(triggers.clone(), ctx.stores.clone()),
         "daemonsets",
         health,
     );
     spawn_watch(
-        watch_stream(Api::<Deployment>::all(client.clone()), managed_by(), slim::child),
+        watch_stream(Api::<Packed<Deployment>>::all(client.clone()), managed_by(), keep),
         deployments,
         child_hook(triggers.clone(), ctx.stores.clone()),
         "deployments",
         health,
     );
     spawn_watch(
-        watch_stream(Api::<Service>::all(client.clone()), managed_by(), slim::child),
+        watch_stream(Api::<Packed<Service>>::all(client.clone()), managed_by(), keep),
         services,
         child_hook(triggers.clone(), ctx.stores.clone()),
         "services",
         health,
     );
     spawn_watch(
-        watch_stream(Api::<ConfigMap>::all(client.clone()), managed_by(), slim::child),
+        watch_stream(Api::<Packed<ConfigMap>>::all(client.clone()), managed_by(), keep),
         config_maps,
         child_hook(triggers.clone(), ctx.stores.clone()),
         "configmaps",
         health,
     );
     spawn_watch(
-        watch_stream(Api::<Pod>::all(client.clone()), managed_by(), slim::pod),
+        watch_stream(Api::<CachedPod>::all(client.clone()), managed_by(), keep),
         pods,
         pod_hook(triggers.clone(), ctx.stores.pod_index.clone()),
         "pods",
@@ -453,7 +469,7 @@ pub fn spawn_watches(
 /// Watches ServiceMonitors while the API is available; empties the cache when it goes away.
 async fn watch_service_monitors(
     client: Client,
-    mut writer: Writer<DynamicObject>,
+    mut writer: Writer<Packed<DynamicObject>>,
     ctx: Arc<Context>,
     triggers: Triggers,
     health: LivenessCheck,
@@ -463,9 +479,9 @@ async fn watch_service_monitors(
         if availability.wait_for(|available| *available).await.is_err() {
             return;
         }
-        let api = Api::<DynamicObject>::all_with(client.clone(), &service_monitor_resource());
+        let api = Api::<Packed<DynamicObject>>::all_with(client.clone(), &service_monitor_resource());
         let watch = run_watch(
-            watch_stream(api, managed_by(), slim::child),
+            watch_stream(api, managed_by(), keep),
             &mut writer,
             child_hook(triggers.clone(), ctx.stores.clone()),
             "servicemonitors",

@@ -145,6 +145,22 @@ impl Scope {
         Ok(serde_json::to_value(obj)?)
     }
 
+    /// A server-side apply of `obj` as field manager `manager` (another controller's view).
+    pub async fn server_side_apply(
+        &self,
+        res: Res,
+        name: &str,
+        manager: &str,
+        obj: &Value,
+    ) -> anyhow::Result<Value> {
+        let obj = self
+            .api(res)
+            .patch(name, &PatchParams::apply(manager), &Patch::Apply(obj))
+            .await
+            .with_context(|| format!("applying {} {}/{name} as {manager}", res.kind(), self.ns))?;
+        Ok(serde_json::to_value(obj)?)
+    }
+
     /// A JSON patch (RFC 6902) through kubectl, e.g. `[{"op":"remove","path":"/spec/x"}]`.
     pub async fn json_patch(&self, res: Res, name: &str, ops: &Value) -> anyhow::Result<()> {
         let (_, _, _, plural) = res.gvk_plural();

@@ -66,22 +66,33 @@ pub async fn apply_children(
     live: &mut LiveChildren,
 ) -> Result<Applied, Error> {
     let mut applied = Applied::default();
-    for child in &plan.apply {
-        let key = (child.kind, child.name.clone());
-        let current = live.get(&key);
-        if current.is_some_and(|current| is_converged(&child.body, current, FIELD_MANAGER)) {
-            continue;
-        }
-        let label = format!("{} {namespace}/{}", child.kind, child.name);
+    // Every child that needs it is applied at once: a reconcile holds its worker for one
+    // round trip, not one per child (they do not depend on each other; a pod that starts
+    // before its ConfigMap exists waits for the volume).
+    let stale: Vec<_> = plan
+        .apply
+        .iter()
+        .filter(|child| {
+            live.get(&(child.kind, child.name.clone()))
+                .is_none_or(|current| !is_converged(&child.body, current, FIELD_MANAGER))
+        })
+        .collect();
+    let responses = futures::future::join_all(stale.iter().map(|child| {
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), namespace, &child.kind.api_resource());
-        let response = api
-            .patch(
+        async move {
+            api.patch(
                 &child.name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&child.body),
             )
-            .await;
+            .await
+        }
+    }))
+    .await;
+    for (child, response) in stale.into_iter().zip(responses) {
+        let key = (child.kind, child.name.clone());
+        let label = format!("{} {namespace}/{}", child.kind, child.name);
         let response = match response {
             Ok(response) => response,
             Err(error) => match refusal(&error) {
@@ -96,7 +107,7 @@ pub async fn apply_children(
                 None => return Err(error.into()),
             },
         };
-        if current.is_some() {
+        if live.contains_key(&key) {
             applied.updated.push(label);
         } else {
             applied.created.push(label);

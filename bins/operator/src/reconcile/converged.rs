@@ -4,10 +4,13 @@
 //! A child is converged when both hold:
 //!
 //! 1. **Every rendered field has the same value in the live object** ([`is_subset`]). Maps may
-//!    have extra keys (API-server defaults, labels and annotations added by others); lists of
-//!    objects must have the same length with each rendered element a subset of the live element
-//!    at the same position (defaults inside elements are fine); lists of scalars (`args`,
-//!    `command`) must be equal.
+//!    have extra keys (API-server defaults, labels and annotations added by others); quantities
+//!    compare by value; a rendered omitempty zero matches an absent field, a rendered empty
+//!    object does not; lists keyed by `name` (and the other keys below) match when each
+//!    rendered element is found, in order, as a subset of the live element with its key, so
+//!    entries others add are not drift; other lists of objects must have the same length with
+//!    each rendered element a subset of the live element at the same position; lists of
+//!    scalars (`args`, `command`) must be equal.
 //! 2. **Every field this operator's field manager owns is still rendered**
 //!    ([`owns_only_rendered`]): the live object's `managedFields` entry of manager
 //!    `lmcache-operator` (operation `Apply`) is walked against the rendered object. A field the

@@ -952,7 +952,17 @@ async fn a_terminating_namespace_stops_without_status_or_retry() {
     assert_eq!(action, Action::await_change());
     let requests = h.fake.take_requests();
     let w = writes(&requests);
-    assert_eq!(w, ["PATCH /apis/apps/v1/namespaces/default/daemonsets/my-cache"]);
+    // The children are applied together; after the refusal nothing else is written (no
+    // status, no Event) and nothing is retried.
+    assert_eq!(
+        w,
+        [
+            "PATCH /apis/apps/v1/namespaces/default/daemonsets/my-cache",
+            "PATCH /api/v1/namespaces/default/services/my-cache",
+            "PATCH /api/v1/namespaces/default/services/my-cache-metrics",
+            "PATCH /api/v1/namespaces/default/configmaps/my-cache-connection",
+        ]
+    );
 }
 
 /// A child watch that lists late (the ServiceMonitor one when its API appears) or relists after

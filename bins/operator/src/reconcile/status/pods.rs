@@ -1,7 +1,7 @@
 //! What the status says about individual pods: engine endpoints (engine.md §9.3) and why pods
 //! are not ready (lifecycle.md §3).
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use crate::cached_pod::{CachedPod, truncate};
 use lmcache_api::v1alpha1::Endpoint;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,67 +15,49 @@ pub const POD_DETAIL_CHARS: usize = 256;
 /// `instance: name`), controlled by `controller_uid` when given, neither terminating nor
 /// finished; sorted by node name, then pod name.
 pub fn workload_pods(
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     namespace: &str,
     selector: &BTreeMap<String, String>,
     controller_uid: Option<&str>,
-) -> Vec<Arc<Pod>> {
-    let mut out: Vec<Arc<Pod>> = pods
+) -> Vec<Arc<CachedPod>> {
+    let mut out: Vec<Arc<CachedPod>> = pods
         .iter()
-        .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|pod| {
-            let pod_labels = pod.metadata.labels.as_ref();
-            selector
-                .iter()
-                .all(|(k, v)| pod_labels.and_then(|l| l.get(k)) == Some(v))
-        })
-        .filter(|pod| {
-            controller_uid.is_none_or(|uid| {
-                pod.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|r| r.controller == Some(true) && r.uid == uid)
-            })
-        })
-        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
-        .filter(|pod| !matches!(phase(pod), Some("Succeeded" | "Failed")))
+        .filter(|pod| pod.namespace() == Some(namespace))
+        .filter(|pod| selector.iter().all(|(k, v)| pod.has_label(k, v)))
+        .filter(|pod| controller_uid.is_none_or(|uid| pod.controlled_by(uid)))
+        .filter(|pod| pod.is_live())
         .cloned()
         .collect();
-    out.sort_by(|a, b| (node(a), name(a)).cmp(&(node(b), name(b))));
+    out.sort_by(|a, b| (a.node_name.as_str(), a.name()).cmp(&(b.node_name.as_str(), b.name())));
     out
 }
 
 /// `status.endpoints`: one entry per pod (already filtered and sorted by [`workload_pods`]).
-pub fn endpoints(pods: &[Arc<Pod>], port: i32) -> Vec<Endpoint> {
+pub fn endpoints(pods: &[Arc<CachedPod>], port: i32) -> Vec<Endpoint> {
     pods.iter()
         .map(|pod| Endpoint {
-            node_name: node(pod).to_string(),
-            host_ip: pod
-                .status
-                .as_ref()
-                .and_then(|s| s.host_ip.clone())
-                .unwrap_or_default(),
-            pod_name: name(pod).to_string(),
+            node_name: pod.node_name.clone(),
+            host_ip: pod.host_ip.clone(),
+            pod_name: pod.name().to_string(),
             port,
-            ready: is_ready(pod),
+            ready: pod.ready,
         })
         .collect()
 }
 
 /// `node/pod: reason; ...` for the first [`NAMED_PODS`] pods that are not ready (a pod not yet
 /// scheduled has no node part), then `; +N more`; empty when every pod is ready.
-pub fn not_ready_detail(pods: &[Arc<Pod>]) -> String {
-    let not_ready: Vec<&Arc<Pod>> = pods.iter().filter(|p| !is_ready(p)).collect();
+pub fn not_ready_detail(pods: &[Arc<CachedPod>]) -> String {
+    let not_ready: Vec<&Arc<CachedPod>> = pods.iter().filter(|p| !p.ready).collect();
     let mut parts: Vec<String> = not_ready
         .iter()
         .take(NAMED_PODS)
         .map(|pod| {
-            let who = match node(pod) {
-                "" => name(pod).to_string(),
-                node => format!("{node}/{}", name(pod)),
+            let who = match pod.node_name.as_str() {
+                "" => pod.name().to_string(),
+                node => format!("{node}/{}", pod.name()),
             };
-            truncate(&format!("{who}: {}", reason(pod)), POD_DETAIL_CHARS)
+            truncate(format!("{who}: {}", pod.reason), POD_DETAIL_CHARS)
         })
         .collect();
     if not_ready.len() > NAMED_PODS {
@@ -84,88 +66,11 @@ pub fn not_ready_detail(pods: &[Arc<Pod>]) -> String {
     parts.join("; ")
 }
 
-/// The pod's `Ready` condition is `True`.
-pub fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
-}
-
-/// The first thing that explains a not-ready pod: a waiting or terminated container's reason
-/// (init containers first: they run first), an unschedulable pod's scheduler message, else the
-/// `Ready` condition's reason or the phase.
-fn reason(pod: &Pod) -> String {
-    let Some(status) = pod.status.as_ref() else {
-        return "Pending".to_string();
-    };
-    let containers = status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten());
-    if let Some(reason) = containers.filter_map(container_reason).next() {
-        return reason;
-    }
-    let conditions = status.conditions.as_deref().unwrap_or_default();
-    let unscheduled = conditions
-        .iter()
-        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
-    if let Some(c) = unscheduled {
-        let reason = c.reason.as_deref().unwrap_or("Unschedulable");
-        return match c.message.as_deref().filter(|m| !m.is_empty()) {
-            Some(message) => format!("{reason}: {message}"),
-            None => reason.to_string(),
-        };
-    }
-    conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .and_then(|c| c.reason.clone())
-        .or_else(|| status.phase.clone())
-        .unwrap_or_else(|| "Pending".to_string())
-}
-
-fn container_reason(status: &ContainerStatus) -> Option<String> {
-    let state = status.state.as_ref()?;
-    if let Some(waiting) = &state.waiting {
-        return waiting.reason.clone().filter(|r| !r.is_empty());
-    }
-    state
-        .terminated
-        .as_ref()
-        .and_then(|t| t.reason.clone())
-        .filter(|r| !r.is_empty() && r != "Completed")
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((at, _)) => format!("{}...", &s[..at]),
-        None => s.to_string(),
-    }
-}
-
-fn node(pod: &Pod) -> &str {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .unwrap_or_default()
-}
-
-fn name(pod: &Pod) -> &str {
-    pod.metadata.name.as_deref().unwrap_or_default()
-}
-
-fn phase(pod: &Pod) -> Option<&str> {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        ContainerState, ContainerStateWaiting, PodCondition, PodSpec, PodStatus,
+        ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
     use k8s_openapi::jiff::Timestamp;
@@ -250,7 +155,7 @@ mod tests {
         terminating.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(1).unwrap()));
         let mut done = pod("d", "n0", "ds", true);
         done.status.as_mut().unwrap().phase = Some("Succeeded".into());
-        let pods: Vec<Arc<Pod>> = [
+        let pods: Vec<Arc<CachedPod>> = [
             pod("b", "n2", "ds", true),
             pod("a", "n1", "ds", false),
             pod("stray", "n1", "other-owner", true),
@@ -259,7 +164,7 @@ mod tests {
             done,
         ]
         .into_iter()
-        .map(Arc::new)
+        .map(|p| Arc::new(CachedPod::from(p)))
         .collect();
         let own = workload_pods(&pods, "team-a", &selector(), Some("ds"));
         let eps = endpoints(&own, 5555);
@@ -277,7 +182,7 @@ mod tests {
     #[test]
     fn not_ready_detail_names_three_pods_with_their_first_reason() {
         let long = format!("0/4 nodes are available: {}", "x".repeat(400));
-        let pods: Vec<Arc<Pod>> = [
+        let pods: Vec<Arc<CachedPod>> = [
             pod("ok", "n0", "ds", true),
             waiting(pod("p1", "n1", "ds", false), "ImagePullBackOff"),
             unschedulable(pod("p2", "", "ds", false), &long),
@@ -285,7 +190,7 @@ mod tests {
             waiting(pod("p4", "n4", "ds", false), "CrashLoopBackOff"),
         ]
         .into_iter()
-        .map(Arc::new)
+        .map(|p| Arc::new(CachedPod::from(p)))
         .collect();
         let detail = not_ready_detail(&pods);
         let parts: Vec<&str> = detail.split("; ").collect();
