@@ -55,6 +55,9 @@ pub struct Timing {
     pub create_s: f64,
     /// From the first engine create until every engine's children exist (seen by a watch).
     pub applied_s: f64,
+    /// CPU seconds the operator process used from the first create to the last Running (0 for
+    /// the floor, which runs inside the bench process).
+    pub cpu_s: f64,
 }
 
 impl Timing {
@@ -64,6 +67,7 @@ impl Timing {
             median_engine_s: median(times),
             create_s,
             applied_s: applied.last().copied().unwrap_or(0.0),
+            cpu_s: 0.0,
         }
     }
 }
@@ -243,16 +247,21 @@ async fn with_operator(
     let mut children = ChildrenObserver::start(client, OPERATOR).await?;
     eprintln!("[bench] operator: applying {n} engines in {m} namespaces");
     let before = bench::scrape(admin.metrics).await?;
+    let cpu_before = crate::bench_stats::cpu_seconds(pid).unwrap_or(0.0);
     let zero = Instant::now();
     create_engines(client, OPERATOR, 0..n, m, CREATE_PARALLEL, None).await?;
     let create_s = zero.elapsed().as_secs_f64();
     let times = observer.wait(n, zero, timeout).await?;
     let applied = children.wait(n, zero, timeout).await?;
+    let cpu_s = crate::bench_stats::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
     drop(children);
     // The last status write may be coalesced: let it land before counting.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let converged_at = bench::scrape(admin.metrics).await?;
-    let timing = Timing::from(&times, create_s, &applied);
+    let timing = Timing {
+        cpu_s,
+        ..Timing::from(&times, create_s, &applied)
+    };
     eprintln!("[bench] operator converged in {:.1}s", timing.total_s);
     let writes = writes_between(&before, &converged_at);
 

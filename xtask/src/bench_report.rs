@@ -111,25 +111,32 @@ fn convergence_md(md: &mut String, c: &Convergence) {
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
     let floor_writes = c.floor_writes.child_applies + c.floor_writes.status_writes;
     let operator_writes = c.operator_writes.values().sum::<f64>() + 0.0;
-    let _ = writeln!(
-        md,
-        "| floor | {:.1} | {:.1} | {:.1} | {:.1} | {floor_writes} |",
-        c.floor.applied_s, c.floor.total_s, c.floor.median_engine_s, c.floor.create_s
-    );
+    // `--skip-floor` leaves the floor's row empty and no ratio.
+    let floored = c.floor.total_s > 0.0;
+    if floored {
+        let _ = writeln!(
+            md,
+            "| floor | {:.1} | {:.1} | {:.1} | {:.1} | {floor_writes} |",
+            c.floor.applied_s, c.floor.total_s, c.floor.median_engine_s, c.floor.create_s
+        );
+    }
     let _ = writeln!(
         md,
         "| operator | {:.1} | {:.1} | {:.1} | {:.1} | {operator_writes:.0} |",
         c.operator.applied_s, c.operator.total_s, c.operator.median_engine_s, c.operator.create_s
     );
+    if floored {
+        let _ = writeln!(
+            md,
+            "| **operator / floor** | **{:.2}** | **{:.2}** | | | |",
+            c.applied_ratio, c.ratio
+        );
+    }
+    md.push('\n');
     let _ = writeln!(
         md,
-        "| **operator / floor** | **{:.2}** | **{:.2}** | | | |\n",
-        c.applied_ratio, c.ratio
-    );
-    let _ = writeln!(
-        md,
-        "Status writes per engine while converging: {:.2}\n",
-        c.status_writes_per_engine
+        "Status writes per engine while converging: {:.2}; operator CPU while converging: {:.1} s\n",
+        c.status_writes_per_engine, c.operator.cpu_s
     );
     if !c.operator_writes.is_empty() {
         let list: Vec<String> = c
@@ -431,12 +438,14 @@ mod tests {
                 median_engine_s: 50.0,
                 create_s: 5.0,
                 applied_s: 10.0,
+                cpu_s: 0.0,
             },
             operator: Timing {
                 total_s: 110.0,
                 median_engine_s: 55.0,
                 create_s: 5.0,
                 applied_s: 15.0,
+                cpu_s: 12.0,
             },
             ratio: 1.1,
             applied_ratio: 1.5,

@@ -257,9 +257,30 @@ impl Memory {
     }
 }
 
+/// CPU seconds (user + system) a process used so far, from `/proc/<pid>/stat` (clock ticks
+/// of 1/100 s, Linux's `USER_HZ` on every architecture the bench runs on).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    parse_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_cpu_seconds(stat: &str) -> Option<f64> {
+    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_seconds_are_user_plus_system_ticks() {
+        let stat = "123 (lmcache (op)) S 1 123 123 0 -1 4194560 100 0 0 0 250 130 0 0 20 0 3 0 1 2 3";
+        assert_eq!(parse_cpu_seconds(stat), Some(3.8));
+    }
 
     const WEBHOOK: &str = r#"# HELP lmcache_webhook_admission_duration_seconds Time.
 # TYPE lmcache_webhook_admission_duration_seconds histogram
