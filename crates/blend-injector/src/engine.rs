@@ -4,11 +4,12 @@ use crate::Error;
 use crate::webhook::Webhook;
 use k8s_openapi::api::core::v1::{Container, EnvVar, LocalObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use lmcache_api::v1alpha1::{CacheBlendEngine, HashAlgorithm, LMCacheEngine, PullPolicy};
+use lmcache_api::v1alpha1::{CacheBlendEngine, EngineSpec, HashAlgorithm, LMCacheEngine, PullPolicy};
 use lmcache_manifest_renderer::{
     ConnectionKind, PYTHON_HASH_SEED, PYTHON_HASH_SEED_ENV, blend_kv_transfer_config, kv_transfer_config,
 };
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 use crate::args::{PIPELINE_PARALLEL_SIZE, bare_flag, disable_chunked_prefill, set_cudagraph_mode, set_flag};
 use lmcache_api::v1alpha1::CudaGraphMode;
@@ -142,18 +143,50 @@ fn set_hash_seed(container: &mut Container) {
 
 /// What a webhook cache keeps of an engine's metadata: `managedFields` and annotations (such
 /// as `kubectl apply`'s copy of the whole object) are never read.
+/// What a cached engine keeps of its metadata: its identity and whether it is being deleted.
+/// Labels, annotations, owners, finalizers and `managedFields` are never read by an injector,
+/// and at 1000 engines of each kind they were a third of the webhook's cache.
 fn trim(meta: &mut ObjectMeta) {
-    meta.managed_fields = None;
-    meta.annotations = None;
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        generation: meta.generation,
+        deletion_timestamp: meta.deletion_timestamp.take(),
+        ..ObjectMeta::default()
+    };
+}
+
+/// Drops what only the engine's own pods use (placement, resources, pod extras, storage
+/// tiers); an injector reads the server settings, the blend tunables and `injection`.
+fn trim_spec(engine: &mut EngineSpec) {
+    engine.image_pull_secrets = None;
+    engine.l2_backends = None;
+    engine.node_selector = BTreeMap::new();
+    engine.affinity = None;
+    engine.tolerations = None;
+    engine.priority_class_name = None;
+    engine.resource_overrides = None;
+    engine.env = None;
+    engine.volumes = None;
+    engine.volume_mounts = None;
+    engine.pod_annotations = None;
+    engine.pod_labels = None;
+    engine.service_account_name = None;
+    engine.extra_args = None;
 }
 
 /// Decodes a stored CacheBlendEngine as the operator reads it (defaults applied, `null`s and
 /// values the schema rejects dropped, so e.g. an unknown `injection.cudagraph` reads as
-/// `eager`), `managedFields` and annotations dropped. An engine the operator renders is never "not found" here.
+/// `eager`), with only the metadata [`trim`] keeps and no status. An engine the operator renders is never "not found" here.
 pub fn decode_engine(value: Value) -> Result<CacheBlendEngine, Error> {
     let mut engine = lmcache_validation::repair_blend_engine(&value)
         .map_err(|e| Error::DecodeEngine(lmcache_validation::join(&e)))?;
     trim(&mut engine.metadata);
+    trim_spec(&mut engine.spec.engine);
+    // The status (endpoints, conditions) is the operator's report, never an injector's input.
+    engine.status = None;
     Ok(engine)
 }
 
@@ -162,6 +195,8 @@ pub fn decode_lmcache_engine(value: Value) -> Result<LMCacheEngine, Error> {
     let mut engine = lmcache_validation::repair_engine(&value)
         .map_err(|e| Error::DecodeEngine(lmcache_validation::join(&e)))?;
     trim(&mut engine.metadata);
+    trim_spec(&mut engine.spec.engine);
+    engine.status = None;
     Ok(engine)
 }
 
@@ -216,7 +251,9 @@ mod tests {
         let engine = decode_engine(value.clone()).unwrap();
         assert_eq!(engine.spec.engine.server.port, 5555);
         assert_eq!(engine.spec.blend.check_layer, 1);
-        let operator = lmcache_validation::decode_blend_engine(&value).unwrap();
+        // Read as the operator reads it, less what only the engine's pods use.
+        let mut operator = lmcache_validation::decode_blend_engine(&value).unwrap();
+        trim_spec(&mut operator.spec.engine);
         assert_eq!(engine.spec, operator.spec);
 
         let lmc = json!({"apiVersion": "lmcache.lmcache.ai/v1alpha1", "kind": "LMCacheEngine",
@@ -231,5 +268,32 @@ mod tests {
     fn other_damage_is_an_error() {
         assert!(decode_engine(json!("engine")).is_err());
         assert!(decode_lmcache_engine(json!([])).is_err());
+    }
+
+    #[test]
+    fn a_cached_engine_keeps_only_what_injection_reads() {
+        let engine = decode_lmcache_engine(json!({
+            "apiVersion": "lmcache.lmcache.ai/v1alpha1", "kind": "LMCacheEngine",
+            "metadata": {"name": "e", "namespace": "n", "uid": "u", "labels": {"a": "b"},
+                         "annotations": {"x": "y"}, "finalizers": ["f"]},
+            "spec": {"l1": {"sizeGB": 1}, "server": {"port": 6000, "hashAlgorithm": "builtin"},
+                     "nodeSelector": {"k": "v"}, "tolerations": [{"operator": "Exists"}],
+                     "resourceOverrides": {"requests": {"cpu": "1"}}, "env": [{"name": "A", "value": "1"}],
+                     "podLabels": {"p": "q"}, "extraArgs": ["--x"],
+                     "injection": {"targetContainer": "vllm"}},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap();
+        assert_eq!(engine.metadata.name.as_deref(), Some("e"));
+        assert_eq!(engine.metadata.uid.as_deref(), Some("u"));
+        assert!(engine.metadata.labels.is_none() && engine.metadata.annotations.is_none());
+        assert!(engine.metadata.finalizers.is_none() && engine.status.is_none());
+        let spec = &engine.spec.engine;
+        assert!(spec.node_selector.is_empty() && spec.tolerations.is_none());
+        assert!(spec.resource_overrides.is_none() && spec.env.is_none());
+        assert!(spec.pod_labels.is_none() && spec.extra_args.is_none());
+        assert_eq!(spec.server.port, 6000);
+        assert_eq!(spec.server.hash_algorithm, HashAlgorithm::Builtin);
+        assert_eq!(engine.target_container(), Some("vllm"));
     }
 }

@@ -242,6 +242,9 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
         .await;
     }
     let applied = apply::apply_children(ctx, target.namespace, uid, &plan, &mut live).await?;
+    // The apply step's Events are sent together with the status write (one round trip, not one
+    // each, while the reconcile holds its worker).
+    let mut events: Vec<(EventType, &str, String)> = Vec::new();
     for (reason, list) in [
         ("Created", &applied.created),
         ("Updated", &applied.updated),
@@ -249,29 +252,21 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
     ] {
         if !list.is_empty() {
             tracing::info!(children = ?list, "{reason} children");
-            let message = format!("{reason} {}", list.join(", "));
-            ctx.publish(
-                &target.regarding,
-                target.generation,
-                EventType::Normal,
-                reason,
-                &message,
-            )
-            .await;
+            events.push((EventType::Normal, reason, format!("{reason} {}", list.join(", "))));
         }
     }
     let failure = rejection_report(&applied.rejected);
     for rejected in &applied.rejected {
         tracing::warn!(message = %rejected.message, "child rejected by the API server");
-        ctx.publish(
-            &target.regarding,
-            target.generation,
+        events.push((
             EventType::Warning,
             reasons::APPLY_FAILED,
-            &rejected.message,
-        )
-        .await;
+            rejected.message.clone(),
+        ));
     }
+    let publish_events = futures::future::join_all(events.iter().map(|(type_, reason, message)| {
+        ctx.publish(&target.regarding, target.generation, *type_, reason, message)
+    }));
 
     // 7. Status (also after a rejection: the user must see it), coalesced while it moves.
     let new_status = obj.ready_status(
@@ -291,18 +286,25 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
             .statuses
             .decide(&uid, serde_json::to_value(&new_status)?, urgent, Instant::now());
         if let StatusWrite::After(after) = write {
+            publish_events.await;
             return Ok(Outcome::StatusPending(after));
         }
     }
-    status::write_status(
-        &ctx.client,
-        &ApiResource::erase::<K>(&()),
-        target.namespace,
-        target.name,
-        obj.status(),
-        &new_status,
+    // Writes nothing when the stored status is already this one.
+    let resource = ApiResource::erase::<K>(&());
+    let (_, written) = futures::future::join(
+        publish_events,
+        status::write_status(
+            &ctx.client,
+            &resource,
+            target.namespace,
+            target.name,
+            obj.status(),
+            &new_status,
+        ),
     )
-    .await?;
+    .await;
+    written?;
     match failure {
         // Retried with the per-object backoff: a policy or a quota may change.
         Some(failure) => Err(Error::Rejected(failure.message)),
