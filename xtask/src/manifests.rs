@@ -116,7 +116,27 @@ pub fn leader_election_rules() -> Vec<Value> {
     )]
 }
 
-fn hardened_container(name: &str, image: &str, args: Vec<String>, ports: Value, memory_limit: &str) -> Value {
+/// Memory of one container: what it asks for and where it is stopped. Sized from
+/// `cargo xtask bench` (docs/benchmarks.md): the operator's RSS is ≈ 13 MiB plus ≈ 27 KiB per
+/// engine (40 MiB at 1000 engines with 3000 pods), so 64Mi requested covers 1000 engines with
+/// 1.5× headroom and the 128Mi limit ≈ 4000; the webhook's is ≈ 12 MiB plus ≈ 4 KiB per cached
+/// engine and flat under load, so 32Mi requested covers 2000 cached engines and 128Mi leaves
+/// room for bursts of large admission bodies.
+struct Memory {
+    request: &'static str,
+    limit: &'static str,
+}
+
+const CONTROLLER_MEMORY: Memory = Memory {
+    request: "64Mi",
+    limit: "128Mi",
+};
+const WEBHOOK_MEMORY: Memory = Memory {
+    request: "32Mi",
+    limit: "128Mi",
+};
+
+fn hardened_container(name: &str, image: &str, args: Vec<String>, ports: Value, memory: &Memory) -> Value {
     json!({
         "name": name,
         "image": image,
@@ -127,8 +147,8 @@ fn hardened_container(name: &str, image: &str, args: Vec<String>, ports: Value, 
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "initialDelaySeconds": 15, "periodSeconds": 20},
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}, "initialDelaySeconds": 5, "periodSeconds": 10},
         "resources": {
-            "requests": {"cpu": "50m", "memory": "64Mi"},
-            "limits": {"cpu": "500m", "memory": memory_limit},
+            "requests": {"cpu": "50m", "memory": memory.request},
+            "limits": {"cpu": "500m", "memory": memory.limit},
         },
         "securityContext": {
             "runAsNonRoot": true,
@@ -273,7 +293,7 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
                 "spec": {"serviceAccountName": controller, "terminationGracePeriodSeconds": 10,
                     "securityContext": pod_security_context(),
                     "containers": [hardened_container("controller", &v.operator_image, controller_args,
-                        admin_ports(None), "256Mi")]}}}}),
+                        admin_ports(None), &CONTROLLER_MEMORY)]}}}}),
     ));
 
     let webhook_args = vec![
@@ -291,7 +311,7 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         admin_ports(Some(
             json!({"name": "webhook", "containerPort": 9443, "protocol": "TCP"}),
         )),
-        "128Mi",
+        &WEBHOOK_MEMORY,
     );
     webhook_container["volumeMounts"] = json!([{"name": "cert", "mountPath": CERT_DIR, "readOnly": true}]);
     docs.push((

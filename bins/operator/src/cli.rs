@@ -65,6 +65,13 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_reconciles: u16,
 
+    /// Threads of the async runtime. The work is waiting on the API server, so a few suffice;
+    /// the runtime's default (one per CPU) would start dozens on a large node, each with its
+    /// own allocator arena and stack.
+    #[arg(long, env = "LMCACHE_OPERATOR_WORKER_THREADS", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub worker_threads: u16,
+
     /// Log line format.
     #[arg(long, env = "LMCACHE_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -137,6 +144,7 @@ mod tests {
         assert_eq!(args.health_probe_bind_address, ":8081".parse().unwrap());
         assert_eq!(args.cluster_domain, "cluster.local");
         assert_eq!(args.max_concurrent_reconciles, 4);
+        assert_eq!(args.worker_threads, 2);
         assert_eq!(args.log_format, LogFormat::Json);
         assert_eq!(args.servicemonitor_recheck, Duration::from_secs(300));
     }

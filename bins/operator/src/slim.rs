@@ -11,11 +11,21 @@ use kube::Resource;
 /// `kubectl apply`'s copy of the whole object, never read here.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// A custom resource: without `managedFields` and `last-applied-configuration`.
+/// A custom resource: its identity, generation, timestamps and deletion state — no labels,
+/// annotations, owners, finalizers or `managedFields` (nothing renders or checks them; a
+/// reconcile that must see the whole object reads it from the API server).
 pub fn primary<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
-    meta.managed_fields = None;
-    drop_last_applied(meta);
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        generation: meta.generation,
+        creation_timestamp: meta.creation_timestamp.take(),
+        deletion_timestamp: meta.deletion_timestamp.take(),
+        ..ObjectMeta::default()
+    };
 }
 
 /// A child: only the operator's own `managedFields` entry (the convergence check walks it) and
