@@ -127,6 +127,12 @@ struct Memory {
     limit: &'static str,
 }
 
+/// The controller's allocator setting, in install.yaml and in every process `cargo xtask bench`
+/// measures. glibc's malloc gives each thread that allocates its own arena (up to 8 per CPU),
+/// and each keeps its own free memory; the controller's threads mostly wait on the API server,
+/// so one arena costs no measurable time and keeps RSS at 1000 engines at 37 MiB instead of 41.
+pub const CONTROLLER_ALLOCATOR_ENV: (&str, &str) = ("MALLOC_ARENA_MAX", "1");
+
 const CONTROLLER_MEMORY: Memory = Memory {
     request: "64Mi",
     limit: "128Mi",
@@ -283,6 +289,17 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         "--health-probe-bind-address=:8081".into(),
         format!("--cluster-domain={domain}"),
     ];
+    let mut controller_container = hardened_container(
+        "controller",
+        &v.operator_image,
+        controller_args,
+        admin_ports(None),
+        &CONTROLLER_MEMORY,
+    );
+    let (allocator, arenas) = CONTROLLER_ALLOCATOR_ENV;
+    if let Some(env) = controller_container["env"].as_array_mut() {
+        env.push(json!({"name": allocator, "value": arenas}));
+    }
     docs.push((
         "controller",
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
@@ -292,8 +309,7 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
                 // Above the controller's own shutdown: at most 5 s drain + 2 s Lease release.
                 "spec": {"serviceAccountName": controller, "terminationGracePeriodSeconds": 10,
                     "securityContext": pod_security_context(),
-                    "containers": [hardened_container("controller", &v.operator_image, controller_args,
-                        admin_ports(None), &CONTROLLER_MEMORY)]}}}}),
+                    "containers": [controller_container]}}}}),
     ));
 
     let webhook_args = vec![
