@@ -8,7 +8,8 @@
 //! * [`server`] — HTTPS on hyper 1 + tokio-rustls, the two `POST` paths only;
 //! * [`metrics`] — `lmcache_webhook_*`;
 //! * self-managed TLS: [`pki`] (issuing and reading certificates), [`rotation`] (the pure
-//!   state machine), [`ca_bundle`] (the webhook configuration's `caBundle`);
+//!   state machine), [`ca_bundle`] (the webhook configuration's `caBundle`) and
+//!   [`self_managed`] (the Secret and configuration I/O, the in-memory swap);
 //! * [`inject_cmd`] — the offline `inject` command;
 //! * [`cli`] — flags.
 //!
@@ -22,11 +23,13 @@ pub mod inject_cmd;
 pub mod metrics;
 pub mod pki;
 pub mod rotation;
+pub mod self_managed;
 pub mod server;
 
 pub use admission::{Admitter, MUTATE_LMCACHE_PATH, MUTATE_PATH, Verdict};
 pub use engines::{EngineCache, EngineCacheWriter, StoredEngine};
 pub use metrics::Metrics;
+pub use self_managed::SelfManaged;
 pub use server::WebhookServer;
 
 use std::path::PathBuf;
