@@ -50,17 +50,13 @@ pub struct ServeArgs {
     /// Address the HTTPS server binds.
     #[arg(long, env = "LMCACHE_WEBHOOK_BIND_ADDRESS", default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
-    /// Where the serving certificate comes from.
-    #[arg(long, env = "LMCACHE_WEBHOOK_TLS", value_enum, default_value_t = TlsMode::SelfManaged)]
-    pub tls: TlsMode,
+    /// Where the serving certificate comes from; see [`ServeArgs::tls_mode`] for the default.
+    #[arg(long, env = "LMCACHE_WEBHOOK_TLS", value_enum)]
+    pub tls: Option<TlsMode>,
     /// Directory holding `tls.crt` and `tls.key` (re-read when they change); `cert-manager`
-    /// and `files` only.
-    #[arg(
-        long,
-        env = "LMCACHE_WEBHOOK_CERT_DIR",
-        default_value = "/tmp/k8s-webhook-server/serving-certs"
-    )]
-    pub cert_dir: PathBuf,
+    /// and `files` only (default [`DEFAULT_CERT_DIR`]).
+    #[arg(long, env = "LMCACHE_WEBHOOK_CERT_DIR")]
+    pub cert_dir: Option<PathBuf>,
     /// Secret holding the self-managed CA and serving certificate, in the webhook's namespace.
     #[arg(long, env = "LMCACHE_WEBHOOK_TLS_SECRET", default_value = DEFAULT_SECRET_NAME)]
     pub tls_secret: String,
@@ -129,6 +125,28 @@ pub struct ServeArgs {
     pub shutdown_delay_seconds: u64,
 }
 
+/// Where `cert-manager` and `files` read the pair when `--cert-dir` is not given.
+pub const DEFAULT_CERT_DIR: &str = "/tmp/k8s-webhook-server/serving-certs";
+
+impl ServeArgs {
+    /// `--tls`, else `files` when `--cert-dir` is given (callers written before self-managed
+    /// TLS existed keep what they asked for), else `self-managed`.
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.unwrap_or(if self.cert_dir.is_some() {
+            TlsMode::Files
+        } else {
+            TlsMode::SelfManaged
+        })
+    }
+
+    /// The directory of `tls.crt` and `tls.key`.
+    pub fn cert_dir(&self) -> PathBuf {
+        self.cert_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CERT_DIR))
+    }
+}
+
 /// Flags of `inject`.
 #[derive(Clone, Debug, Args)]
 pub struct InjectArgs {
@@ -167,7 +185,8 @@ mod tests {
         assert_eq!(cli.serve.metrics_bind_address, BindAddress::Disabled);
         assert_eq!(cli.serve.health_probe_bind_address.to_string(), "0.0.0.0:8081");
         assert_eq!(cli.serve.log_format, LogFormat::Json);
-        assert_eq!(cli.serve.tls, TlsMode::SelfManaged);
+        assert_eq!(cli.serve.tls_mode(), TlsMode::SelfManaged);
+        assert_eq!(cli.serve.cert_dir(), PathBuf::from(DEFAULT_CERT_DIR));
         assert_eq!(cli.serve.tls_secret, "lmcache-webhook-tls");
         assert_eq!(cli.serve.webhook_configuration, "lmcache-webhook");
         assert_eq!(cli.serve.ca_lifetime_seconds, 315_360_000);
@@ -194,8 +213,17 @@ mod tests {
             ("files", TlsMode::Files),
         ] {
             let cli = Cli::try_parse_from(["lmcache-webhook", "--tls", text]).unwrap();
-            assert_eq!(cli.serve.tls, mode);
+            assert_eq!(cli.serve.tls_mode(), mode);
+            let cli = Cli::try_parse_from(["lmcache-webhook", "--cert-dir=/certs", "--tls", text]).unwrap();
+            assert_eq!(cli.serve.tls_mode(), mode, "--tls wins");
         }
+        let cli = Cli::try_parse_from(["lmcache-webhook", "--cert-dir=/certs"]).unwrap();
+        assert_eq!(
+            cli.serve.tls_mode(),
+            TlsMode::Files,
+            "a --cert-dir alone means files"
+        );
+        assert_eq!(cli.serve.cert_dir(), PathBuf::from("/certs"));
         assert!(Cli::try_parse_from(["lmcache-webhook", "--tls", "acme"]).is_err());
         assert!(Cli::try_parse_from(["lmcache-webhook", "--serving-lifetime-seconds", "0"]).is_err());
         assert!(Cli::try_parse_from(["lmcache-webhook", "--metrics-bind-address", "nope"]).is_err());

@@ -67,15 +67,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (lmcache, lmcache_writer) = EngineCache::<LMCacheEngine>::new();
 
     // Files are read before anything starts, so a bad pair fails the start.
-    let files = match args.tls {
+    let files = match args.tls_mode() {
         TlsMode::CertManager | TlsMode::Files => {
-            let files = CertFiles::in_dir(&args.cert_dir);
+            let files = CertFiles::in_dir(args.cert_dir());
             let serving = ServingCert::load(&files).context("loading the serving certificate")?;
             Some((files, Arc::new(serving)))
         }
         TlsMode::SelfManaged => None,
     };
-    let self_managed = match args.tls {
+    let self_managed = match args.tls_mode() {
         TlsMode::SelfManaged => Some(Settings::from_args(
             &args,
             Path::new(SERVICE_ACCOUNT_NAMESPACE_FILE),
