@@ -1,6 +1,7 @@
 //! Command line: `lmcache-webhook [serve] [flags]` and `lmcache-webhook inject`.
 
-use clap::{Args, Parser, Subcommand};
+use crate::self_managed::DEFAULT_SECRET_NAME;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use lmcache_runtime::{BindAddress, LogFormat};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -27,6 +28,19 @@ pub enum Command {
     Inject(InjectArgs),
 }
 
+/// Where the serving certificate comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TlsMode {
+    /// The webhook issues its own CA and serving certificate into a Secret, rotates them and
+    /// writes the CA into its MutatingWebhookConfiguration.
+    SelfManaged,
+    /// `tls.crt`/`tls.key` in `--cert-dir`, mounted from a cert-manager Secret (cert-manager
+    /// renews it and injects the CA); the same as `files`.
+    CertManager,
+    /// `tls.crt`/`tls.key` in `--cert-dir`, from anywhere; re-read when they change.
+    Files,
+}
+
 /// Flags of `serve`.
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
@@ -36,13 +50,59 @@ pub struct ServeArgs {
     /// Address the HTTPS server binds.
     #[arg(long, env = "LMCACHE_WEBHOOK_BIND_ADDRESS", default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
-    /// Directory holding `tls.crt` and `tls.key` (re-read when they change).
+    /// Where the serving certificate comes from; see [`ServeArgs::tls_mode`] for the default.
+    #[arg(long, env = "LMCACHE_WEBHOOK_TLS", value_enum)]
+    pub tls: Option<TlsMode>,
+    /// Directory holding `tls.crt` and `tls.key` (re-read when they change); `cert-manager`
+    /// and `files` only (default [`DEFAULT_CERT_DIR`]).
+    #[arg(long, env = "LMCACHE_WEBHOOK_CERT_DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Secret holding the self-managed CA and serving certificate, in the webhook's namespace.
+    #[arg(long, env = "LMCACHE_WEBHOOK_TLS_SECRET", default_value = DEFAULT_SECRET_NAME)]
+    pub tls_secret: String,
+    /// MutatingWebhookConfiguration whose entries get the self-managed CA as `caBundle`.
     #[arg(
         long,
-        env = "LMCACHE_WEBHOOK_CERT_DIR",
-        default_value = "/tmp/k8s-webhook-server/serving-certs"
+        env = "LMCACHE_WEBHOOK_CONFIGURATION",
+        default_value = "lmcache-webhook"
     )]
-    pub cert_dir: PathBuf,
+    pub webhook_configuration: String,
+    /// Service in front of the webhook: the self-managed certificate is issued for its names.
+    #[arg(
+        long,
+        env = "LMCACHE_WEBHOOK_SERVICE",
+        default_value = "lmcache-operator-webhook"
+    )]
+    pub service_name: String,
+    /// The webhook's namespace (the Secret's and the Service's); default: the service-account
+    /// namespace file.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Lifetime of a self-managed CA (renewed with a third left).
+    #[arg(
+        long,
+        env = "LMCACHE_WEBHOOK_CA_LIFETIME_SECONDS",
+        default_value_t = 10 * 365 * 86_400,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub ca_lifetime_seconds: u64,
+    /// Lifetime of a self-managed serving certificate (renewed with a third left).
+    #[arg(
+        long,
+        env = "LMCACHE_WEBHOOK_SERVING_LIFETIME_SECONDS",
+        default_value_t = 90 * 86_400,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub serving_lifetime_seconds: u64,
+    /// Mean seconds between two looks at the self-managed Secret and webhook configuration
+    /// (jittered by 25 %).
+    #[arg(
+        long,
+        env = "LMCACHE_WEBHOOK_TLS_POLL_SECONDS",
+        default_value_t = 45,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub tls_poll_seconds: u64,
     /// Plain-HTTP address for `/metrics` (`host:port`, `:port`, or `0` to disable).
     #[arg(long, env = "LMCACHE_METRICS_BIND_ADDRESS", default_value = ":8080")]
     pub metrics_bind_address: BindAddress,
@@ -63,6 +123,28 @@ pub struct ServeArgs {
     /// admitted without injection).
     #[arg(long, env = "LMCACHE_WEBHOOK_SHUTDOWN_DELAY_SECONDS", default_value_t = 3)]
     pub shutdown_delay_seconds: u64,
+}
+
+/// Where `cert-manager` and `files` read the pair when `--cert-dir` is not given.
+pub const DEFAULT_CERT_DIR: &str = "/tmp/k8s-webhook-server/serving-certs";
+
+impl ServeArgs {
+    /// `--tls`, else `files` when `--cert-dir` is given (callers written before self-managed
+    /// TLS existed keep what they asked for), else `self-managed`.
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.unwrap_or(if self.cert_dir.is_some() {
+            TlsMode::Files
+        } else {
+            TlsMode::SelfManaged
+        })
+    }
+
+    /// The directory of `tls.crt` and `tls.key`.
+    pub fn cert_dir(&self) -> PathBuf {
+        self.cert_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CERT_DIR))
+    }
 }
 
 /// Flags of `inject`.
@@ -103,6 +185,12 @@ mod tests {
         assert_eq!(cli.serve.metrics_bind_address, BindAddress::Disabled);
         assert_eq!(cli.serve.health_probe_bind_address.to_string(), "0.0.0.0:8081");
         assert_eq!(cli.serve.log_format, LogFormat::Json);
+        assert_eq!(cli.serve.tls_mode(), TlsMode::SelfManaged);
+        assert_eq!(cli.serve.cert_dir(), PathBuf::from(DEFAULT_CERT_DIR));
+        assert_eq!(cli.serve.tls_secret, "lmcache-webhook-tls");
+        assert_eq!(cli.serve.webhook_configuration, "lmcache-webhook");
+        assert_eq!(cli.serve.ca_lifetime_seconds, 315_360_000);
+        assert_eq!(cli.serve.serving_lifetime_seconds, 7_776_000);
 
         let cli = Cli::try_parse_from([
             "lmcache-webhook",
@@ -119,6 +207,25 @@ mod tests {
             panic!()
         };
         assert_eq!(args.log_format, LogFormat::Plain);
+        for (text, mode) in [
+            ("self-managed", TlsMode::SelfManaged),
+            ("cert-manager", TlsMode::CertManager),
+            ("files", TlsMode::Files),
+        ] {
+            let cli = Cli::try_parse_from(["lmcache-webhook", "--tls", text]).unwrap();
+            assert_eq!(cli.serve.tls_mode(), mode);
+            let cli = Cli::try_parse_from(["lmcache-webhook", "--cert-dir=/certs", "--tls", text]).unwrap();
+            assert_eq!(cli.serve.tls_mode(), mode, "--tls wins");
+        }
+        let cli = Cli::try_parse_from(["lmcache-webhook", "--cert-dir=/certs"]).unwrap();
+        assert_eq!(
+            cli.serve.tls_mode(),
+            TlsMode::Files,
+            "a --cert-dir alone means files"
+        );
+        assert_eq!(cli.serve.cert_dir(), PathBuf::from("/certs"));
+        assert!(Cli::try_parse_from(["lmcache-webhook", "--tls", "acme"]).is_err());
+        assert!(Cli::try_parse_from(["lmcache-webhook", "--serving-lifetime-seconds", "0"]).is_err());
         assert!(Cli::try_parse_from(["lmcache-webhook", "--metrics-bind-address", "nope"]).is_err());
     }
 

@@ -1,5 +1,6 @@
-//! `lmcache_webhook_*` metrics (operations.md §7, connection-webhook.md §6). Every series
-//! carries `webhook` (`cacheblend` or `lmcache`); none carries per-object labels.
+//! `lmcache_webhook_*` metrics (operations.md §7, connection-webhook.md §6). Every admission and
+//! cache series carries `webhook` (`cacheblend` or `lmcache`), the certificate series carry
+//! `certificate` (`serving` or `ca`); none carries per-object labels.
 
 use lmcache_blend_injector::{SkipReason, Webhook};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -28,6 +29,19 @@ pub mod outcomes {
     pub const ALL: [&str; 6] = [INJECTED, SKIPPED, IGNORED, NOT_READY, MALFORMED, INVALID];
 }
 
+/// Certificates whose expiry and rotations are exported (`certificate` label).
+pub mod certificates {
+    /// The serving certificate.
+    pub const SERVING: &str = "serving";
+    /// The CA the serving certificate chains to (self-managed TLS only).
+    pub const CA: &str = "ca";
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    certificate: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AdmissionLabels {
     webhook: &'static str,
@@ -46,6 +60,8 @@ pub struct Metrics {
     admissions: Family<AdmissionLabels, Counter>,
     duration: Family<WebhookLabels, Histogram>,
     cached_engines: Family<WebhookLabels, Gauge>,
+    certificate_expiry: Family<CertificateLabels, Gauge>,
+    certificate_rotations: Family<CertificateLabels, Counter>,
 }
 
 impl Metrics {
@@ -56,6 +72,8 @@ impl Metrics {
             // 50 µs .. ~1.6 s: admission is in-memory, the tail shows contention.
             duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 16))),
             cached_engines: Family::default(),
+            certificate_expiry: Family::default(),
+            certificate_rotations: Family::default(),
         };
         registry.register(
             "lmcache_webhook_admission",
@@ -72,6 +90,24 @@ impl Metrics {
             "Engines in the webhook's watch caches (CacheBlendEngines for cacheblend, LMCacheEngines for lmcache)",
             metrics.cached_engines.clone(),
         );
+        registry.register(
+            "lmcache_webhook_certificate_expiry_timestamp_seconds",
+            "notAfter of the certificate served (serving) and of the CA it chains to (ca, self-managed TLS), unix seconds",
+            metrics.certificate_expiry.clone(),
+        );
+        registry.register(
+            "lmcache_webhook_certificate_rotations",
+            "Certificates this replica issued into the self-managed TLS Secret, by certificate",
+            metrics.certificate_rotations.clone(),
+        );
+        // No expiry series until a certificate is known: a zero would read as long expired.
+        for certificate in [certificates::SERVING, certificates::CA] {
+            drop(
+                metrics
+                    .certificate_rotations
+                    .get_or_create(&CertificateLabels { certificate }),
+            );
+        }
         // Publish every known series at zero so rates work from the first scrape.
         for webhook in Webhook::ALL {
             let webhook = webhook.as_str();
@@ -118,6 +154,27 @@ impl Metrics {
             })
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
+
+    /// Sets the expiry (unix seconds) of `certificate` ([`certificates`]).
+    pub fn set_certificate_expiry(&self, certificate: &'static str, not_after: i64) {
+        self.certificate_expiry
+            .get_or_create(&CertificateLabels { certificate })
+            .set(not_after);
+    }
+
+    /// Sets the serving expiry from the leaf being served (DER), whatever its source.
+    pub fn observe_serving_leaf(&self, der: &[u8]) {
+        if let Some(leaf) = crate::pki::Cert::from_der(der) {
+            self.set_certificate_expiry(certificates::SERVING, leaf.not_after);
+        }
+    }
+
+    /// Counts one certificate issued into the Secret.
+    pub fn count_rotation(&self, certificate: &'static str) {
+        self.certificate_rotations
+            .get_or_create(&CertificateLabels { certificate })
+            .inc();
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +190,15 @@ mod tests {
         metrics.set_cached_engines(Webhook::CacheBlend, 3);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            !text.contains("lmcache_webhook_certificate_expiry_timestamp_seconds{"),
+            "{text}"
+        );
+        metrics.set_certificate_expiry(certificates::SERVING, 1_800_000_000);
+        metrics.set_certificate_expiry(certificates::CA, 2_000_000_000);
+        metrics.count_rotation(certificates::SERVING);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         for want in [
             r#"lmcache_webhook_admission_total{webhook="cacheblend",outcome="skipped",reason="command-override"} 1"#,
             r#"lmcache_webhook_admission_total{webhook="lmcache",outcome="injected",reason=""} 1"#,
@@ -142,6 +208,10 @@ mod tests {
             r#"lmcache_webhook_admission_duration_seconds_count{webhook="lmcache"} 1"#,
             r#"lmcache_webhook_cached_engines{webhook="cacheblend"} 3"#,
             r#"lmcache_webhook_cached_engines{webhook="lmcache"} 0"#,
+            r#"lmcache_webhook_certificate_expiry_timestamp_seconds{certificate="serving"} 1800000000"#,
+            r#"lmcache_webhook_certificate_expiry_timestamp_seconds{certificate="ca"} 2000000000"#,
+            r#"lmcache_webhook_certificate_rotations_total{certificate="serving"} 1"#,
+            r#"lmcache_webhook_certificate_rotations_total{certificate="ca"} 0"#,
         ] {
             assert!(text.contains(want), "missing {want}\n{text}");
         }

@@ -1,5 +1,6 @@
 //! The real binary: startup wiring, probes, not-ready admission and SIGTERM, all on 127.0.0.1.
-//! The API server in the kubeconfig is a closed local port, so the engine cache never syncs.
+//! The API server in the kubeconfig is a closed local port, so the engine cache never syncs (and
+//! self-managed TLS never gets its Secret).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -60,7 +61,7 @@ async fn serves_probes_answers_not_ready_and_stops_on_sigterm() {
             "--port",
             &port.to_string(),
         ])
-        .arg("--cert-dir")
+        .args(["--tls", "files", "--cert-dir"])
         .arg(&dir.0)
         .args(["--metrics-bind-address", &format!("127.0.0.1:{metrics}")])
         .args(["--health-probe-bind-address", &format!("127.0.0.1:{health}")])
@@ -135,4 +136,62 @@ async fn serves_probes_answers_not_ready_and_stops_on_sigterm() {
     assert_eq!(line["name"], "vllm-cacheblend-7d9c-");
     assert_eq!(line["engine"], "my-cacheblend");
     assert!(logs.contains("shutdown requested"), "{logs}");
+}
+
+#[tokio::test]
+async fn self_managed_tls_is_unready_without_a_certificate() {
+    let dir = TempDir::new("binary-self-managed");
+    let closed = free_port();
+    let kubeconfig = dir.0.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{closed}'}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let (port, health) = (free_port(), free_port());
+    // The default mode is self-managed.
+    let child = Command::new(env!("CARGO_BIN_EXE_lmcache-webhook"))
+        .args(["--bind-address", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--metrics-bind-address", "0"])
+        .args(["--health-probe-bind-address", &format!("127.0.0.1:{health}")])
+        .args(["--shutdown-delay-seconds", "0", "--log-format", "plain"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAMESPACE", "ops")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let mut up = None;
+    for _ in 0..200 {
+        up = get(health, "/healthz").await;
+        if up.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(up.map(|r| r.0), Some(200), "health endpoint never came up");
+    let (status, body) = get(health, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("serving-certificate"), "{body}");
+    // No certificate, no HTTPS listener.
+    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+    // Let the first pass fail against the closed API port (it fails at once) and log it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "exit {:?}", out.status);
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("self-managed TLS"), "{logs}");
+    assert!(logs.contains("no serving certificate yet"), "{logs}");
 }
