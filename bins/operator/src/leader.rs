@@ -20,8 +20,7 @@ use tokio::time::Instant;
 
 /// Name of the Lease.
 pub const LEASE_NAME: &str = "lmcache-operator-controller-leader";
-/// The service-account namespace file, the fallback when `POD_NAMESPACE` is unset.
-pub const SERVICE_ACCOUNT_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+pub use lmcache_runtime::SERVICE_ACCOUNT_NAMESPACE_FILE;
 
 /// Timings of the election.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,15 +45,9 @@ impl Default for Timings {
 
 /// The operator's namespace: `POD_NAMESPACE`, else the service-account namespace file.
 pub fn operator_namespace(pod_namespace: Option<String>, sa_file: &Path) -> anyhow::Result<String> {
-    if let Some(ns) = pod_namespace
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-    {
-        return Ok(ns);
-    }
-    match std::fs::read_to_string(sa_file) {
-        Ok(ns) if !ns.trim().is_empty() => Ok(ns.trim().to_string()),
-        _ => bail!(
+    match lmcache_runtime::own_namespace(pod_namespace, sa_file) {
+        Some(ns) => Ok(ns),
+        None => bail!(
             "cannot determine the operator namespace for the leader-election Lease: set POD_NAMESPACE \
              (Downward API metadata.namespace) or run with a service account ({} missing)",
             sa_file.display()

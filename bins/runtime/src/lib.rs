@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod http;
 pub mod liveness;
+pub mod process;
 pub mod readiness;
 pub mod shutdown;
 pub mod telemetry;
@@ -21,6 +22,7 @@ pub mod tls;
 pub use admin::AdminServer;
 pub use http::{BindAddress, ServeOptions};
 pub use liveness::{Liveness, LivenessCheck};
+pub use process::{SERVICE_ACCOUNT_NAMESPACE_FILE, error_chain, own_namespace};
 pub use readiness::{Readiness, ReadyGate};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 pub use telemetry::{LogFormat, init_tracing};

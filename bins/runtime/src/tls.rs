@@ -9,7 +9,7 @@
 //! A new pair is swapped in only if it parses and the key matches the certificate; otherwise the
 //! last good pair keeps serving.
 
-use crate::{Error, Shutdown};
+use crate::{Error, Shutdown, error_chain};
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -187,17 +187,6 @@ fn parse_pair(
         source,
     })?;
     CertifiedKey::from_der(certs, key, provider).map_err(Error::Tls)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

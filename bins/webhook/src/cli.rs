@@ -64,7 +64,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "LMCACHE_WEBHOOK_CONFIGURATION",
-        default_value = "lmcache-webhook"
+        default_value = "lmcache-operator-cacheblend-injector"
     )]
     pub webhook_configuration: String,
     /// Service in front of the webhook: the self-managed certificate is issued for its names.
@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(cli.serve.tls_mode(), TlsMode::SelfManaged);
         assert_eq!(cli.serve.cert_dir(), PathBuf::from(DEFAULT_CERT_DIR));
         assert_eq!(cli.serve.tls_secret, "lmcache-webhook-tls");
-        assert_eq!(cli.serve.webhook_configuration, "lmcache-webhook");
+        assert_eq!(
+            cli.serve.webhook_configuration,
+            "lmcache-operator-cacheblend-injector"
+        );
         assert_eq!(cli.serve.ca_lifetime_seconds, 315_360_000);
         assert_eq!(cli.serve.serving_lifetime_seconds, 7_776_000);
 

@@ -25,6 +25,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use lmcache_runtime::error_chain;
 use lmcache_runtime::{ServingCert, Shutdown};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -34,8 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Default name of the Secret.
 pub const DEFAULT_SECRET_NAME: &str = "lmcache-webhook-tls";
-/// The service-account namespace file, the fallback when `POD_NAMESPACE` is unset.
-pub const SERVICE_ACCOUNT_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+pub use lmcache_runtime::SERVICE_ACCOUNT_NAMESPACE_FILE;
 /// Secret type written on create (an existing Secret keeps its type: it is immutable).
 const SECRET_TYPE: &str = "kubernetes.io/tls";
 /// How far back `notBefore` is set, for API servers whose clock is behind (as Kubernetes' own
@@ -49,13 +49,7 @@ const MAX_WRITES: usize = 8;
 
 /// The webhook's namespace: `POD_NAMESPACE` (or the flag), else the service-account file.
 pub fn own_namespace(flag: Option<String>, sa_file: &Path) -> Result<String, Error> {
-    if let Some(ns) = flag.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()) {
-        return Ok(ns);
-    }
-    match std::fs::read_to_string(sa_file) {
-        Ok(ns) if !ns.trim().is_empty() => Ok(ns.trim().to_string()),
-        _ => Err(Error::Namespace(sa_file.to_path_buf())),
-    }
+    lmcache_runtime::own_namespace(flag, sa_file).ok_or_else(|| Error::Namespace(sa_file.to_path_buf()))
 }
 
 /// What the loop manages.
@@ -376,17 +370,6 @@ fn jittered(mean: Duration) -> Duration {
         .finish();
     let fraction = 0.75 + 0.5 * (random % 1000) as f64 / 1000.0;
     mean.mul_f64(fraction)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
