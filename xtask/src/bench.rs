@@ -275,16 +275,18 @@ impl Admin {
 }
 
 /// Starts release binary `program` with its output in `target/bench/logs/<name>.log`.
-pub fn spawn(paths: &Paths, name: &str, program: &str, args: &[String]) -> anyhow::Result<Proc> {
+pub fn spawn(
+    paths: &Paths,
+    name: &str,
+    program: &str,
+    args: &[String],
+    extra_env: &[(&str, &str)],
+) -> anyhow::Result<Proc> {
     let mut env = vec![
         ("KUBECONFIG", paths.kubeconfig.display().to_string()),
         ("RUST_LOG", String::new()),
     ];
-    // The controller runs with install.yaml's environment, so what is measured is what ships.
-    if program == "lmcache-operator" {
-        let (key, value) = crate::manifests::CONTROLLER_ALLOCATOR_ENV;
-        env.push((key, value.to_string()));
-    }
+    env.extend(extra_env.iter().map(|(key, value)| (*key, value.to_string())));
     cluster_proc::spawn(
         name,
         &paths.bin.join(program),

@@ -223,6 +223,8 @@ fn start_operator(paths: &Paths, args: &Args) -> anyhow::Result<(crate::cluster_
             format!("--health-probe-bind-address={}", admin.health),
             format!("--max-concurrent-reconciles={}", args.concurrency),
         ],
+        // install.yaml's environment, so what is measured is what ships.
+        &[crate::manifests::CONTROLLER_ALLOCATOR_ENV],
     )?;
     Ok((operator, admin))
 }

@@ -151,6 +151,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
             format!("--health-probe-bind-address={}", admin.health),
             "--shutdown-delay-seconds=0".to_string(),
         ],
+        &[],
     )?;
     let floor = bench::spawn(
         paths,
@@ -161,6 +162,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
             format!("--port={}", floor_addr.port()),
             format!("--cert-dir={}", certs.display()),
         ],
+        &[],
     )?;
     let result = measure(
         args,
