@@ -1,8 +1,8 @@
 //! `cargo xtask e2e --kind`: the suite against the packaged product in a kind cluster.
 //!
 //! Thin and not exercised by this repository's CI (it needs Docker and kind): creates the kind
-//! cluster `lmcache-e2e`, builds and loads the image archives, installs cert-manager and
-//! deploy/install.yaml, waits for the Deployments, port-forwards the operator's and the
+//! cluster `lmcache-e2e`, builds and loads the image archives, installs deploy/install.yaml
+//! (self-managed webhook TLS: no cert-manager), waits for the Deployments, port-forwards the operator's and the
 //! webhook's metrics/health ports to 127.0.0.1 and runs the same test binaries. Tests that need
 //! the local-process setup (audit log, loopback webhook URL, fast ServiceMonitor recheck, kwok
 //! fake nodes) are skipped; docs/e2e.md lists them.
@@ -16,8 +16,6 @@ use std::process::Command;
 
 const CLUSTER: &str = "lmcache-e2e";
 const NAMESPACE: &str = "lmcache-operator-system";
-const CERT_MANAGER: &str =
-    "https://github.com/cert-manager/cert-manager/releases/download/v1.16.2/cert-manager.yaml";
 /// Tests that rely on the local-process setup of plain `cargo xtask e2e`.
 pub const SKIPPED: [&str; 4] = [
     // The apiserver audit log of the product identities exists only on the local cluster.
@@ -88,19 +86,8 @@ pub fn run(test_args: &[String]) -> anyhow::Result<()> {
         all.extend_from_slice(args);
         sh("kubectl", &all)
     };
-    kubectl(&["apply", "-f", CERT_MANAGER])?;
-    kubectl(&[
-        "wait",
-        "-n",
-        "cert-manager",
-        "--for=condition=Available",
-        "deployment",
-        "--all",
-        "--timeout=300s",
-    ])?;
     let install = root().join("deploy/install.yaml").display().to_string();
-    // cert-manager's webhook may answer only a little after its Deployment is Available.
-    retry(5, || kubectl(&["apply", "-f", &install]))?;
+    kubectl(&["apply", "--server-side", "-f", &install])?;
     for deployment in ["lmcache-operator-controller", "lmcache-operator-webhook"] {
         kubectl(&[
             "rollout",
@@ -177,18 +164,6 @@ pub fn run(test_args: &[String]) -> anyhow::Result<()> {
     eprintln!("[e2e --kind] kind cluster {CLUSTER} kept; delete with `kind delete cluster --name {CLUSTER}`");
     result?;
     stopped.map(|_| ())
-}
-
-fn retry(times: u32, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let mut last = None;
-    for _ in 0..times {
-        match f() {
-            Ok(()) => return Ok(()),
-            Err(e) => last = Some(e),
-        }
-        std::thread::sleep(std::time::Duration::from_secs(10));
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
 }
 
 fn which(program: &str) -> anyhow::Result<PathBuf> {

@@ -1,5 +1,7 @@
-//! `cargo xtask manifests [--check]`: deploy/install.yaml and the kustomize layout under
-//! deploy/kustomize/, generated from one set of build variables (namespace, images, domain).
+//! `cargo xtask manifests [--check]`: deploy/install.yaml (self-managed webhook TLS),
+//! deploy/install-cert-manager.yaml (cert-manager issues the webhook's certificate), the
+//! kustomize layout under deploy/kustomize/ and the Helm chart's generated files, all from one
+//! set of build variables (namespace, images, domain, TLS mode).
 //!
 //! The operator namespace appears in these generated files only; the programs read theirs from
 //! `POD_NAMESPACE` (multitenancy.md MT-9).
@@ -14,6 +16,17 @@ pub struct Vars {
     pub operator_image: String,
     pub webhook_image: String,
     pub cluster_domain: String,
+    pub tls: Tls,
+}
+
+/// Where the webhook's serving certificate comes from in a generated install file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls {
+    /// The webhook issues its own CA and certificate into a Secret and publishes the CA in its
+    /// MutatingWebhookConfiguration (`--tls=self-managed`); nothing to install first.
+    SelfManaged,
+    /// cert-manager's self-signed Issuer and a Certificate; cert-manager injects the CA.
+    CertManager,
 }
 
 impl Default for Vars {
@@ -24,12 +37,17 @@ impl Default for Vars {
             operator_image: format!("lmcache/lmcache-operator:{version}"),
             webhook_image: format!("lmcache/lmcache-webhook:{version}"),
             cluster_domain: "cluster.local".into(),
+            tls: Tls::SelfManaged,
         }
     }
 }
 
 const PREFIX: &str = "lmcache-operator";
 const CERT_DIR: &str = "/tmp/k8s-webhook-server/serving-certs";
+/// The MutatingWebhookConfiguration; it keeps its first name (see [`webhook_entries`]).
+pub const WEBHOOK_CONFIGURATION: &str = "lmcache-operator-cacheblend-injector";
+/// The Secret the self-managed webhook keeps its CA and serving certificate in.
+pub const SELF_MANAGED_SECRET: &str = "lmcache-operator-webhook-tls";
 
 fn labels(component: &str) -> Value {
     json!({
@@ -97,14 +115,34 @@ pub fn controller_rules() -> Vec<Value> {
     ]
 }
 
-/// The webhook reads the two engine kinds and nothing else (operations.md §5.3,
-/// connection-webhook.md §5).
-pub fn webhook_rules() -> Vec<Value> {
-    vec![rule(
+/// The webhook reads the two engine kinds (operations.md §5.3, connection-webhook.md §5); with
+/// self-managed TLS it also reads and patches its own MutatingWebhookConfiguration, by name,
+/// to publish its CA.
+pub fn webhook_rules(tls: Tls) -> Vec<Value> {
+    let mut rules = vec![rule(
         &[lmcache_api::constants::GROUP],
         &["cacheblendengines", "lmcacheengines"],
         &["get", "list", "watch"],
-    )]
+    )];
+    if tls == Tls::SelfManaged {
+        let mut own = rule(
+            &["admissionregistration.k8s.io"],
+            &["mutatingwebhookconfigurations"],
+            &["get", "patch"],
+        );
+        own["resourceNames"] = json!([WEBHOOK_CONFIGURATION]);
+        rules.push(own);
+    }
+    rules
+}
+
+/// Role of the self-managed webhook in its own namespace: its one Secret. `create` cannot be
+/// limited by name (the authorizer does not know the name of an object being created), so it
+/// covers Secrets of this namespace; reading and replacing are limited to the one name.
+pub fn webhook_tls_rules() -> Vec<Value> {
+    let mut own = rule(&[""], &["secrets"], &["get", "update"]);
+    own["resourceNames"] = json!([SELF_MANAGED_SECRET]);
+    vec![own, rule(&[""], &["secrets"], &["create"])]
 }
 
 /// Role for the leader-election Lease in the operator namespace (operations.md §5.2).
@@ -189,8 +227,6 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
     let ns = v.namespace.as_str();
     let controller = format!("{PREFIX}-controller");
     let webhook = format!("{PREFIX}-webhook");
-    let cert = format!("{PREFIX}-webhook-cert");
-    let issuer = format!("{PREFIX}-selfsigned-issuer");
     let domain = &v.cluster_domain;
     let mut docs: Vec<(&'static str, Value)> = Vec::new();
 
@@ -218,7 +254,7 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
     docs.push((
         "rbac",
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": meta(&webhook, None, "webhook"), "rules": webhook_rules()}),
+        "metadata": meta(&webhook, None, "webhook"), "rules": webhook_rules(v.tls)}),
     ));
     let group = lmcache_api::constants::GROUP;
     let mut edit_meta = meta(&format!("{PREFIX}-edit"), None, "rbac");
@@ -262,20 +298,23 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": le},
         "subjects": [{"kind": "ServiceAccount", "name": controller, "namespace": ns}]}),
     ));
-
-    docs.push((
-        "certificates",
-        json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
-        "metadata": meta(&issuer, Some(ns), "webhook"), "spec": {"selfSigned": {}}}),
-    ));
-    docs.push((
-        "certificates",
-        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-        "metadata": meta(&cert, Some(ns), "webhook"),
-        "spec": {"secretName": cert,
-                 "dnsNames": [format!("{webhook}.{ns}.svc"), format!("{webhook}.{ns}.svc.{domain}")],
-                 "issuerRef": {"kind": "Issuer", "name": issuer}}}),
-    ));
+    if v.tls == Tls::SelfManaged {
+        let tls_role = format!("{PREFIX}-webhook-tls");
+        docs.push((
+            "rbac",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": meta(&tls_role, Some(ns), "webhook"), "rules": webhook_tls_rules()}),
+        ));
+        docs.push((
+            "rbac",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": meta(&tls_role, Some(ns), "webhook"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": tls_role},
+            "subjects": [{"kind": "ServiceAccount", "name": webhook, "namespace": ns}]}),
+        ));
+    } else {
+        docs.extend(cert_manager_documents(ns, &webhook, domain));
+    }
     docs.push((
         "webhook",
         json!({"apiVersion": "v1", "kind": "Service",
@@ -314,14 +353,22 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
                     "containers": [controller_container]}}}}),
     ));
 
-    let webhook_args = vec![
-        "serve".to_string(),
-        "--port=9443".into(),
-        format!("--cert-dir={CERT_DIR}"),
+    let tls_args = match v.tls {
+        Tls::SelfManaged => vec![
+            "--tls=self-managed".to_string(),
+            format!("--tls-secret={SELF_MANAGED_SECRET}"),
+            format!("--webhook-configuration={WEBHOOK_CONFIGURATION}"),
+            format!("--service-name={webhook}"),
+        ],
+        Tls::CertManager => vec!["--tls=cert-manager".to_string(), format!("--cert-dir={CERT_DIR}")],
+    };
+    let mut webhook_args = vec!["serve".to_string(), "--port=9443".into()];
+    webhook_args.extend(tls_args);
+    webhook_args.extend([
         "--metrics-bind-address=:8080".into(),
         "--health-probe-bind-address=:8081".into(),
         format!("--cluster-domain={domain}"),
-    ];
+    ]);
     let mut webhook_container = hardened_container(
         "webhook",
         &v.webhook_image,
@@ -331,21 +378,24 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         )),
         &WEBHOOK_MEMORY,
     );
-    webhook_container["volumeMounts"] = json!([{"name": "cert", "mountPath": CERT_DIR, "readOnly": true}]);
+    // Above the webhook's own shutdown: 3 s unready delay + at most 10 s drain.
+    let mut webhook_pod = json!({"serviceAccountName": webhook, "terminationGracePeriodSeconds": 20,
+        "securityContext": pod_security_context(),
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {"matchLabels": selector("webhook")}}}]}}});
+    if v.tls == Tls::CertManager {
+        webhook_container["volumeMounts"] =
+            json!([{"name": "cert", "mountPath": CERT_DIR, "readOnly": true}]);
+        webhook_pod["volumes"] = json!([{"name": "cert", "secret": {"secretName": CERT_MANAGER_SECRET}}]);
+    }
+    webhook_pod["containers"] = json!([webhook_container]);
     docs.push((
         "webhook",
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": meta(&webhook, Some(ns), "webhook"),
         "spec": {"replicas": 2, "selector": {"matchLabels": selector("webhook")},
-            "template": {"metadata": {"labels": labels("webhook")},
-                // Above the webhook's own shutdown: 3 s unready delay + at most 10 s drain.
-                "spec": {"serviceAccountName": webhook, "terminationGracePeriodSeconds": 20,
-                    "securityContext": pod_security_context(),
-                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-                        {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
-                            "labelSelector": {"matchLabels": selector("webhook")}}}]}},
-                    "containers": [webhook_container],
-                    "volumes": [{"name": "cert", "secret": {"secretName": cert}}]}}}}),
+            "template": {"metadata": {"labels": labels("webhook")}, "spec": webhook_pod}}}),
     ));
     docs.push((
         "webhook",
@@ -354,10 +404,11 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         "spec": {"minAvailable": 1, "selector": {"matchLabels": selector("webhook")}}}),
     ));
 
-    let mut mwc_meta = json!({"name": format!("{PREFIX}-cacheblend-injector"),
-        "labels": {"app.kubernetes.io/name": PREFIX, "app.kubernetes.io/part-of": PREFIX,
-                   "app.kubernetes.io/component": "webhook"}});
-    mwc_meta["annotations"] = json!({"cert-manager.io/inject-ca-from": format!("{ns}/{cert}")});
+    let mut mwc_meta = meta(WEBHOOK_CONFIGURATION, None, "webhook");
+    if v.tls == Tls::CertManager {
+        mwc_meta["annotations"] =
+            json!({"cert-manager.io/inject-ca-from": format!("{ns}/{CERT_MANAGER_SECRET}")});
+    }
     let hooks: Vec<Value> = webhook_entries(ns)
         .into_iter()
         .map(|(mut hook, path)| {
@@ -372,6 +423,29 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         "kind": "MutatingWebhookConfiguration", "metadata": mwc_meta, "webhooks": hooks}),
     ));
     Ok(docs)
+}
+
+/// The Certificate (and its Secret) cert-manager issues for the webhook.
+const CERT_MANAGER_SECRET: &str = "lmcache-operator-webhook-cert";
+
+/// cert-manager's self-signed Issuer and the webhook's Certificate for its Service names.
+fn cert_manager_documents(ns: &str, service: &str, domain: &str) -> Vec<(&'static str, Value)> {
+    let issuer = format!("{PREFIX}-selfsigned-issuer");
+    vec![
+        (
+            "certificates",
+            json!({"apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+            "metadata": meta(&issuer, Some(ns), "webhook"), "spec": {"selfSigned": {}}}),
+        ),
+        (
+            "certificates",
+            json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": meta(CERT_MANAGER_SECRET, Some(ns), "webhook"),
+            "spec": {"secretName": CERT_MANAGER_SECRET,
+                     "dnsNames": [format!("{service}.{ns}.svc"), format!("{service}.{ns}.svc.{domain}")],
+                     "issuerRef": {"kind": "Issuer", "name": issuer}}}),
+        ),
+    ]
 }
 
 /// The two webhook entries of the MutatingWebhookConfiguration without `clientConfig`, each with
@@ -421,12 +495,24 @@ fn to_yaml_stream(docs: &[&Value]) -> anyhow::Result<String> {
 }
 
 const HEADER: &str = "# Generated by `cargo xtask manifests`; do not edit.\n";
+const CERT_MANAGER_HEADER: &str =
+    "# Needs cert-manager (cert-manager.io/v1) installed first; install.yaml needs nothing.\n";
 
 pub fn run(check: bool) -> anyhow::Result<()> {
-    let docs = documents(&Vars::default())?;
     let deploy = root().join("deploy");
-    let all: Vec<&Value> = docs.iter().map(|(_, d)| d).collect();
+    let cert_manager = documents(&Vars {
+        tls: Tls::CertManager,
+        ..Vars::default()
+    })?;
+    let all: Vec<&Value> = cert_manager.iter().map(|(_, d)| d).collect();
     let mut current = write_or_check(
+        &deploy.join("install-cert-manager.yaml"),
+        &format!("{HEADER}{CERT_MANAGER_HEADER}{}", to_yaml_stream(&all)?),
+        check,
+    )?;
+    let docs = documents(&Vars::default())?;
+    let all: Vec<&Value> = docs.iter().map(|(_, d)| d).collect();
+    current &= write_or_check(
         &deploy.join("install.yaml"),
         &format!("{HEADER}{}", to_yaml_stream(&all)?),
         check,
@@ -465,10 +551,9 @@ pub fn run(check: bool) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn install_order_and_names() {
-        let docs = documents(&Vars::default()).unwrap();
-        let kinds: Vec<String> = docs
+    fn names(v: &Vars) -> Vec<String> {
+        documents(v)
+            .unwrap()
             .iter()
             .map(|(_, d)| {
                 format!(
@@ -477,50 +562,135 @@ mod tests {
                     d["metadata"]["name"].as_str().unwrap()
                 )
             })
+            .collect()
+    }
+
+    const HEAD: [&str; 14] = [
+        "Namespace/lmcache-operator-system",
+        "CustomResourceDefinition/lmcacheengines.lmcache.lmcache.ai",
+        "CustomResourceDefinition/cacheblendengines.lmcache.lmcache.ai",
+        "CustomResourceDefinition/lmcachecoordinators.lmcache.lmcache.ai",
+        "ServiceAccount/lmcache-operator-controller",
+        "ServiceAccount/lmcache-operator-webhook",
+        "ClusterRole/lmcache-operator-controller",
+        "ClusterRole/lmcache-operator-webhook",
+        "ClusterRole/lmcache-operator-edit",
+        "ClusterRole/lmcache-operator-view",
+        "ClusterRoleBinding/lmcache-operator-controller",
+        "ClusterRoleBinding/lmcache-operator-webhook",
+        "Role/lmcache-operator-leader-election",
+        "RoleBinding/lmcache-operator-leader-election",
+    ];
+    const TAIL: [&str; 5] = [
+        "Service/lmcache-operator-webhook",
+        "Deployment/lmcache-operator-controller",
+        "Deployment/lmcache-operator-webhook",
+        "PodDisruptionBudget/lmcache-operator-webhook",
+        "MutatingWebhookConfiguration/lmcache-operator-cacheblend-injector",
+    ];
+
+    #[test]
+    fn install_order_and_names() {
+        let mut expected: Vec<&str> = HEAD.to_vec();
+        expected.extend([
+            "Role/lmcache-operator-webhook-tls",
+            "RoleBinding/lmcache-operator-webhook-tls",
+        ]);
+        expected.extend(TAIL);
+        assert_eq!(names(&Vars::default()), expected);
+
+        let mut expected: Vec<&str> = HEAD.to_vec();
+        expected.extend([
+            "Issuer/lmcache-operator-selfsigned-issuer",
+            "Certificate/lmcache-operator-webhook-cert",
+        ]);
+        expected.extend(TAIL);
+        let cert_manager = Vars {
+            tls: Tls::CertManager,
+            ..Vars::default()
+        };
+        assert_eq!(names(&cert_manager), expected);
+    }
+
+    fn webhook_deployment(v: &Vars) -> Value {
+        documents(v)
+            .unwrap()
+            .into_iter()
+            .map(|(_, d)| d)
+            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "lmcache-operator-webhook")
+            .unwrap()
+    }
+
+    #[test]
+    fn self_managed_webhook_mounts_nothing_and_names_its_objects() {
+        let d = webhook_deployment(&Vars::default());
+        let pod = &d["spec"]["template"]["spec"];
+        assert!(pod.get("volumes").is_none() && pod["containers"][0].get("volumeMounts").is_none());
+        let args: Vec<&str> = pod["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
             .collect();
+        for arg in [
+            "--tls=self-managed",
+            "--tls-secret=lmcache-operator-webhook-tls",
+            "--webhook-configuration=lmcache-operator-cacheblend-injector",
+            "--service-name=lmcache-operator-webhook",
+        ] {
+            assert!(args.contains(&arg), "{arg} missing from {args:?}");
+        }
+        assert!(!args.iter().any(|a| a.starts_with("--cert-dir")));
+        let text = serde_json::to_string(&documents(&Vars::default()).unwrap()).unwrap();
+        assert!(!text.contains("cert-manager"));
+    }
+
+    #[test]
+    fn cert_manager_webhook_mounts_the_certificate_secret() {
+        let v = Vars {
+            tls: Tls::CertManager,
+            ..Vars::default()
+        };
+        let d = webhook_deployment(&v);
+        let pod = &d["spec"]["template"]["spec"];
         assert_eq!(
-            kinds,
-            [
-                "Namespace/lmcache-operator-system",
-                "CustomResourceDefinition/lmcacheengines.lmcache.lmcache.ai",
-                "CustomResourceDefinition/cacheblendengines.lmcache.lmcache.ai",
-                "CustomResourceDefinition/lmcachecoordinators.lmcache.lmcache.ai",
-                "ServiceAccount/lmcache-operator-controller",
-                "ServiceAccount/lmcache-operator-webhook",
-                "ClusterRole/lmcache-operator-controller",
-                "ClusterRole/lmcache-operator-webhook",
-                "ClusterRole/lmcache-operator-edit",
-                "ClusterRole/lmcache-operator-view",
-                "ClusterRoleBinding/lmcache-operator-controller",
-                "ClusterRoleBinding/lmcache-operator-webhook",
-                "Role/lmcache-operator-leader-election",
-                "RoleBinding/lmcache-operator-leader-election",
-                "Issuer/lmcache-operator-selfsigned-issuer",
-                "Certificate/lmcache-operator-webhook-cert",
-                "Service/lmcache-operator-webhook",
-                "Deployment/lmcache-operator-controller",
-                "Deployment/lmcache-operator-webhook",
-                "PodDisruptionBudget/lmcache-operator-webhook",
-                "MutatingWebhookConfiguration/lmcache-operator-cacheblend-injector",
-            ]
+            pod["volumes"][0]["secret"]["secretName"],
+            "lmcache-operator-webhook-cert"
         );
+        assert_eq!(pod["containers"][0]["volumeMounts"][0]["mountPath"], CERT_DIR);
+        let text = serde_json::to_string(&documents(&v).unwrap()).unwrap();
+        assert!(text.contains("lmcache-operator-system/lmcache-operator-webhook-cert"));
+        assert!(!text.contains("lmcache-operator-webhook-tls"));
     }
 
     #[test]
     fn namespace_is_one_variable() {
-        let vars = Vars {
-            namespace: "other-ns".into(),
-            ..Vars::default()
-        };
-        let text = serde_json::to_string(&documents(&vars).unwrap()).unwrap();
-        assert!(!text.contains("lmcache-operator-system"));
-        assert!(text.contains("other-ns/lmcache-operator-webhook-cert"));
+        for tls in [Tls::SelfManaged, Tls::CertManager] {
+            let vars = Vars {
+                namespace: "other-ns".into(),
+                tls,
+                ..Vars::default()
+            };
+            let text = serde_json::to_string(&documents(&vars).unwrap()).unwrap();
+            assert!(!text.contains("lmcache-operator-system"));
+            assert!(text.contains("other-ns"));
+        }
     }
 
     #[test]
-    fn webhook_has_no_configmap_or_secret_access() {
-        let text = serde_json::to_string(&webhook_rules()).unwrap();
-        assert!(!text.contains("configmaps") && !text.contains("secrets") && !text.contains("pods"));
+    fn secrets_and_the_webhook_configuration_only_by_name() {
+        for tls in [Tls::SelfManaged, Tls::CertManager] {
+            let text = serde_json::to_string(&webhook_rules(tls)).unwrap();
+            assert!(!text.contains("configmaps") && !text.contains("secrets") && !text.contains("pods"));
+        }
+        let own = &webhook_rules(Tls::SelfManaged)[1];
+        assert_eq!(own["resources"], json!(["mutatingwebhookconfigurations"]));
+        assert_eq!(own["resourceNames"], json!([WEBHOOK_CONFIGURATION]));
+        assert_eq!(own["verbs"], json!(["get", "patch"]));
+        let tls = webhook_tls_rules();
+        assert_eq!(tls[0]["resourceNames"], json!([SELF_MANAGED_SECRET]));
+        assert_eq!(tls[0]["verbs"], json!(["get", "update"]));
+        assert_eq!(tls[1]["verbs"], json!(["create"]));
         let text = serde_json::to_string(&controller_rules()).unwrap();
         assert!(!text.contains("secrets"));
     }

@@ -187,7 +187,7 @@ mod tests {
         assert_eq!(cli.serve.log_format, LogFormat::Json);
         assert_eq!(cli.serve.tls_mode(), TlsMode::SelfManaged);
         assert_eq!(cli.serve.cert_dir(), PathBuf::from(DEFAULT_CERT_DIR));
-        assert_eq!(cli.serve.tls_secret, "lmcache-webhook-tls");
+        assert_eq!(cli.serve.tls_secret, "lmcache-operator-webhook-tls");
         assert_eq!(
             cli.serve.webhook_configuration,
             "lmcache-operator-cacheblend-injector"

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Default name of the Secret.
-pub const DEFAULT_SECRET_NAME: &str = "lmcache-webhook-tls";
+pub const DEFAULT_SECRET_NAME: &str = "lmcache-operator-webhook-tls";
 pub use lmcache_runtime::SERVICE_ACCOUNT_NAMESPACE_FILE;
 /// Secret type written on create (an existing Secret keeps its type: it is immutable).
 const SECRET_TYPE: &str = "kubernetes.io/tls";
@@ -404,7 +404,7 @@ mod tests {
         let settings = Settings::from_args(&cli.serve, Path::new("/nonexistent")).unwrap();
         assert_eq!(settings.namespace, "ops");
         assert_eq!(settings.names[3], "hook.ops.svc.example.org");
-        assert_eq!(settings.secret_name, "lmcache-webhook-tls");
+        assert_eq!(settings.secret_name, "lmcache-operator-webhook-tls");
         assert_eq!(settings.policy.overlap, Duration::from_secs(30));
         assert_eq!(settings.policy.ca_lifetime, Duration::from_secs(315_360_000));
     }

@@ -20,10 +20,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 const NS: &str = "ops";
-const SECRET: &str = "lmcache-webhook-tls";
+const SECRET: &str = "lmcache-operator-webhook-tls";
 const CONFIG: &str = "lmcache-webhook";
 const SECRETS: &str = "/api/v1/namespaces/ops/secrets";
-const SECRET_PATH: &str = "/api/v1/namespaces/ops/secrets/lmcache-webhook-tls";
+const SECRET_PATH: &str = "/api/v1/namespaces/ops/secrets/lmcache-operator-webhook-tls";
 const CONFIG_PATH: &str =
     "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/lmcache-webhook";
 
