@@ -10,6 +10,7 @@ mod bench_load;
 mod bench_report;
 mod bench_stats;
 mod bench_webhook;
+mod chart;
 mod ci;
 mod cluster;
 mod cluster_pki;
@@ -41,12 +42,16 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Write deploy/install.yaml and deploy/kustomize/ (or, with --check, fail when stale).
+    /// Write deploy/install.yaml, deploy/install-cert-manager.yaml, deploy/kustomize/ and the
+    /// chart's generated files (or, with --check, fail when stale).
     Manifests {
         /// Exit non-zero instead of writing when the committed files differ.
         #[arg(long)]
         check: bool,
     },
+    /// Lint the Helm chart (helm built from the Go module proxy and cached) and compare its
+    /// rendering with the install files object by object.
+    Chart,
     /// Build static release binaries and daemonless OCI image archives in target/images/.
     Image {
         /// Package the existing target/release binaries without rebuilding.
@@ -91,6 +96,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Chart => chart::run(),
         Command::Ci => ci::run(),
         Command::Cluster { action } => cluster::run(action),
         Command::E2e(args) => e2e::run(args),

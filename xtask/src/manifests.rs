@@ -329,6 +329,7 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         "--metrics-bind-address=:8080".into(),
         "--health-probe-bind-address=:8081".into(),
         format!("--cluster-domain={domain}"),
+        "--log-level=info".into(),
     ];
     let mut controller_container = hardened_container(
         "controller",
@@ -368,6 +369,7 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         "--metrics-bind-address=:8080".into(),
         "--health-probe-bind-address=:8081".into(),
         format!("--cluster-domain={domain}"),
+        "--log-level=info".into(),
     ]);
     let mut webhook_container = hardened_container(
         "webhook",
@@ -541,10 +543,51 @@ pub fn run(check: bool) -> anyhow::Result<()> {
         &format!("{HEADER}{}", serde_yaml::to_string(&kustomization)?),
         check,
     )?;
+    current &= chart_files(&deploy.join("charts").join(PREFIX), check)?;
     if !current {
         bail!("deploy/ is stale: run `cargo xtask manifests` and commit the result");
     }
     Ok(())
+}
+
+/// The Helm chart's generated files: `Chart.yaml` (versions are the crate's) and
+/// `templates/crds.yaml` (the CRDs, installed and upgraded with the chart and kept on uninstall).
+/// Everything else in the chart is written by hand; `cargo xtask chart` renders it and compares
+/// the result with install.yaml object by object.
+fn chart_files(chart: &std::path::Path, check: bool) -> anyhow::Result<bool> {
+    let version = env!("CARGO_PKG_VERSION");
+    let chart_yaml = json!({
+        "apiVersion": "v2",
+        "name": PREFIX,
+        "description": "Kubernetes operator for LMCache: KV-cache servers next to vLLM on GPU nodes, \
+            a fleet coordinator, and the webhooks that wire vLLM pods to them",
+        "type": "application",
+        "version": version,
+        "appVersion": version,
+        "kubeVersion": ">=1.25.0-0",
+        "keywords": ["lmcache", "vllm", "kv-cache", "operator"],
+    });
+    let mut current = write_or_check(
+        &chart.join("Chart.yaml"),
+        &format!("{HEADER}{}", serde_yaml::to_string(&chart_yaml)?),
+        check,
+    )?;
+    let mut crds = Vec::new();
+    for crd in lmcache_api::crds() {
+        let mut crd = serde_json::to_value(crd)?;
+        crd["metadata"]["annotations"] = json!({"helm.sh/resource-policy": "keep"});
+        crds.push(crd);
+    }
+    let refs: Vec<&Value> = crds.iter().collect();
+    current &= write_or_check(
+        &chart.join("templates/crds.yaml"),
+        &format!(
+            "{HEADER}{{{{- if .Values.crds.install }}}}\n{}{{{{- end }}}}\n",
+            to_yaml_stream(&refs)?
+        ),
+        check,
+    )?;
+    Ok(current)
 }
 
 #[cfg(test)]
