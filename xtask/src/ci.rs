@@ -49,6 +49,8 @@ pub fn run() -> anyhow::Result<()> {
     let mut e2e = default_e2e_args()?;
     e2e.capture = Some(captured.clone());
     crate::e2e::run(e2e)?;
+    // install.yaml and the chart as shipped: pods run from the archives built above.
+    crate::install_test::run_with(&built, false)?;
     // The released LMCache and vLLM parse and serve what the product rendered and injected;
     // every release of the compatibility table (docs/conformance.md), so it stays true.
     crate::conformance::run_suite(&crate::conformance::Args {

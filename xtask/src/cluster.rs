@@ -134,6 +134,10 @@ impl Layout {
     pub fn pki(&self) -> PathBuf {
         self.dir.join("pki")
     }
+    /// Unix socket of the API server's "cluster" egress proxy (see `egress_selector`).
+    pub fn egress_socket(&self) -> PathBuf {
+        self.dir.join("egress.sock")
+    }
     pub fn env_file(&self) -> PathBuf {
         self.dir.join("e2e.env")
     }
@@ -411,6 +415,8 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
     }
     let audit_policy = layout.pki().join("audit-policy.yaml");
     cluster_pki::write(&audit_policy, AUDIT_POLICY)?;
+    let egress = layout.pki().join("egress-selector.yaml");
+    cluster_pki::write(&egress, &egress_selector(&layout.egress_socket()))?;
     std::fs::write(layout.profile_file(), layout.profile.name())?;
     let logs = layout.logs();
     let pids = layout.pids();
@@ -447,6 +453,7 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
                 &format!("--audit-log-path={}", layout.audit_log().display()),
                 "--audit-log-maxsize=200",
                 "--audit-log-maxbackup=1",
+                &format!("--egress-selector-config-file={}", egress.display()),
             ]),
         ]
         .concat(),
@@ -567,6 +574,21 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
     )?;
     write_env_file(layout, bins)?;
     Ok(())
+}
+
+/// The API server's "cluster" egress (what it dials for Services: service-referenced webhooks,
+/// aggregated APIs) goes through an HTTP CONNECT proxy on a unix socket, the local stand-in for
+/// kube-proxy: `cargo xtask install-test` serves it and routes what the API server dials (a
+/// Service's ClusterIP) to a pod IP in 127.1.0.0/16 (EndpointSlices cannot carry
+/// loopback addresses, so `--enable-aggregator-routing` has nothing to route to). Calls to URL
+/// webhooks (e2e) are "controlplane" egress and stay direct.
+fn egress_selector(socket: &Path) -> String {
+    format!(
+        "apiVersion: apiserver.k8s.io/v1beta1\nkind: EgressSelectorConfiguration\negressSelections:\n\
+         - name: cluster\n  connection:\n    proxyProtocol: HTTPConnect\n    transport:\n      \
+         uds:\n        udsName: {}\n",
+        socket.display()
+    )
 }
 
 /// Audits only the product's identities: the client-cert users and the install.yaml

@@ -21,8 +21,11 @@ mod demo;
 mod e2e;
 mod e2e_kind;
 mod e2e_rbac;
+mod egress_proxy;
 mod image;
+mod install_test;
 mod manifests;
+mod pod_runner;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -77,6 +80,10 @@ enum Command {
     /// Run the rendered and injected objects (renderer fixtures, webhook cases, e2e captures)
     /// through the released LMCache and vLLM packages (cached venv, torch stubbed).
     Conformance(conformance::Args),
+    /// Install deploy/install.yaml and the Helm chart on the local control plane, with the
+    /// pods run from the built image archives; injection, leader election, certificate
+    /// rotation and uninstall are checked.
+    InstallTest(install_test::Args),
     /// Benchmarks (not part of `ci`): convergence vs a floor, steady-state writes, webhook
     /// latency vs a floor, memory; writes target/bench/report.{json,md}.
     Bench(bench::Args),
@@ -101,6 +108,7 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster { action } => cluster::run(action),
         Command::E2e(args) => e2e::run(args),
         Command::Conformance(args) => conformance::run_suite(&args),
+        Command::InstallTest(args) => install_test::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchFloor(args) => bench_load::serve_floor(args),
         Command::Demo => demo::run(),

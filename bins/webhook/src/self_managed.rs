@@ -22,7 +22,7 @@ use crate::rotation::{self, Action, Contents, Policy};
 use crate::{Metrics, ca_bundle, pki};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use lmcache_runtime::error_chain;
@@ -124,7 +124,7 @@ impl SelfManaged {
     pub async fn sync(&self) -> Result<Contents, Error> {
         let config = self.webhook_configuration().await;
         let published = config.as_ref().map(ca_bundle::trusted_by_all).unwrap_or_default();
-        let contents = self.ensure_secret(&published).await?;
+        let contents = self.ensure_secret(&published, config.as_ref()).await?;
         if let Some(config) = config {
             self.publish(&config, contents.ca_crt.as_bytes()).await;
         }
@@ -151,7 +151,11 @@ impl SelfManaged {
         }
     }
 
-    async fn ensure_secret(&self, published: &[Vec<u8>]) -> Result<Contents, Error> {
+    async fn ensure_secret(
+        &self,
+        published: &[Vec<u8>],
+        config: Option<&MutatingWebhookConfiguration>,
+    ) -> Result<Contents, Error> {
         let name = &self.settings.secret_name;
         let mut current = self.get_secret().await?;
         for _ in 0..MAX_WRITES {
@@ -170,7 +174,7 @@ impl SelfManaged {
             let written = match &current {
                 None => {
                     self.secrets
-                        .create(&PostParams::default(), &self.new_secret(&next))
+                        .create(&PostParams::default(), &self.new_secret(&next, config))
                         .await
                 }
                 Some(secret) => {
@@ -217,9 +221,22 @@ impl SelfManaged {
             })
     }
 
-    fn new_secret(&self, contents: &Contents) -> Secret {
+    /// A new Secret, owned by the webhook configuration when it was read: uninstalling (the
+    /// configuration is deleted by `kubectl delete -f` or `helm uninstall`) then lets the garbage
+    /// collector remove the Secret too, instead of leaving a CA key behind.
+    fn new_secret(&self, contents: &Contents, owner: Option<&MutatingWebhookConfiguration>) -> Secret {
+        let owner_references = owner.and_then(|config| {
+            Some(vec![OwnerReference {
+                api_version: "admissionregistration.k8s.io/v1".to_string(),
+                kind: "MutatingWebhookConfiguration".to_string(),
+                name: config.metadata.name.clone()?,
+                uid: config.metadata.uid.clone()?,
+                ..OwnerReference::default()
+            }])
+        });
         Secret {
             metadata: ObjectMeta {
+                owner_references,
                 name: Some(self.settings.secret_name.clone()),
                 namespace: Some(self.settings.namespace.clone()),
                 labels: Some(BTreeMap::from([

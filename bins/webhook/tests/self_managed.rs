@@ -79,7 +79,7 @@ impl FakeApi {
             })
             .collect();
         let mut config = json!({"apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration", "metadata": {"name": CONFIG}, "webhooks": hooks});
+            "kind": "MutatingWebhookConfiguration", "metadata": {"name": CONFIG, "uid": "config-uid"}, "webhooks": hooks});
         let mut state = fake.state.lock().unwrap();
         state.bump(&mut config);
         state.config = Some(config);
@@ -265,6 +265,12 @@ async fn creates_the_secret_publishes_the_bundle_then_stays_quiet() {
     assert_eq!(stored["type"], "kubernetes.io/tls");
     let keys: Vec<&String> = stored["data"].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["ca.crt", "ca.key", "tls.crt", "tls.key"]);
+    // Owned by the webhook configuration: uninstalling it collects the Secret.
+    assert_eq!(
+        stored["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+                "name": CONFIG, "uid": "config-uid"}])
+    );
     assert_eq!(
         fake.ca_bundles(),
         [Some(contents.ca_crt.clone()), Some(contents.ca_crt.clone())]
@@ -546,4 +552,6 @@ async fn an_unknown_configuration_does_not_block_the_certificate() {
         "{log:?}"
     );
     assert_eq!(writes(&log), [(Method::POST, SECRETS.to_string(), 201)]);
+    let stored = fake.state.lock().unwrap().secret.clone().unwrap();
+    assert!(stored["metadata"].get("ownerReferences").is_none(), "{stored}");
 }

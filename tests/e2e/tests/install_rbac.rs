@@ -1,4 +1,5 @@
-//! install.yaml against the real API server (server-side dry-run only) and the permissions the
+//! install.yaml and install-cert-manager.yaml against the real API server (server-side dry-run;
+//! `cargo xtask install-test` installs them for real) and the permissions the
 //! product runs with under `cargo xtask e2e`: H113 (least privilege, via `kubectl auth can-i`),
 //! H114 (leader Lease) and the registered MutatingWebhookConfiguration (cacheblend.md §11).
 
@@ -6,7 +7,7 @@ use lmcache_e2e::{Cluster, TIMEOUT, settings, wait};
 use serde_json::Value;
 use std::path::PathBuf;
 
-/// Minimal permissive CRDs for the two cert-manager kinds install.yaml uses, so a dry-run can
+/// Minimal permissive CRDs for the two cert-manager kinds install-cert-manager.yaml uses, so a dry-run can
 /// accept the Issuer and Certificate without cert-manager (nothing reconciles them).
 fn cert_manager_crds() -> String {
     let mut out = String::new();
@@ -23,8 +24,10 @@ fn cert_manager_crds() -> String {
     out
 }
 
-fn install_yaml() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/install.yaml")
+fn install_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(name)
 }
 
 /// The namespace install.yaml installs into (its first document).
@@ -40,9 +43,84 @@ fn install_namespace(text: &str) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("Namespace without a name"))
 }
 
+/// What every install file holds, whatever its TLS mode.
+const COMMON: [&str; 10] = [
+    "namespace/",
+    "customresourcedefinition.apiextensions.k8s.io/lmcacheengines.lmcache.lmcache.ai",
+    "serviceaccount/lmcache-operator-controller",
+    "clusterrole.rbac.authorization.k8s.io/lmcache-operator-controller",
+    "role.rbac.authorization.k8s.io/lmcache-operator-leader-election",
+    "service/lmcache-operator-webhook",
+    "deployment.apps/lmcache-operator-controller",
+    "deployment.apps/lmcache-operator-webhook",
+    "poddisruptionbudget.policy/",
+    "mutatingwebhookconfiguration.admissionregistration.k8s.io/",
+];
+
+/// Server-side dry-run of `deploy/<file>`: admission and validation run, nothing is stored or
+/// registered, so the MutatingWebhookConfiguration's Service is never called. Returns the
+/// objects kubectl reports.
+async fn dry_run(cluster: &Cluster, file: &str) -> anyhow::Result<Vec<String>> {
+    let kubectl = &cluster.kubectl;
+    // A dry-run Namespace is not persisted, so its namespaced objects would be rejected by
+    // NamespaceLifecycle: the (empty) namespace itself must exist for real.
+    let path = install_file(file);
+    let text = std::fs::read_to_string(&path)?;
+    let ns = install_namespace(&text)?;
+    let exists = kubectl.run(&["get", "namespace", &ns]).await?;
+    if !exists.success {
+        kubectl.run(&["create", "namespace", &ns]).await?.ok()?;
+    }
+    let out = kubectl
+        .run(&["apply", "--dry-run=server", "-f", &path.display().to_string()])
+        .await?;
+    assert!(
+        out.success,
+        "{file}: dry-run failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    // Nothing was created: the install Deployments do not exist afterwards.
+    let after = kubectl
+        .run(&["get", "deployment", "lmcache-operator-controller", "-n", &ns])
+        .await?;
+    assert!(!after.success, "a dry-run must not create the Deployment");
+    Ok(out
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with("(server dry run)"))
+        .map(str::to_string)
+        .collect())
+}
+
+fn assert_holds(file: &str, applied: &[String], kinds: &[&str]) {
+    for kind in kinds {
+        assert!(
+            applied.iter().any(|l| l.starts_with(kind)),
+            "{file}: {kind} missing:\n{}",
+            applied.join("\n")
+        );
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster: cargo xtask e2e"]
 async fn install_yaml_passes_a_server_side_dry_run_with_all_21_objects() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let applied = dry_run(&cluster, "install.yaml").await?;
+    assert_eq!(applied.len(), 21, "expected 21 objects:\n{}", applied.join("\n"));
+    assert_holds("install.yaml", &applied, &COMMON);
+    assert_holds(
+        "install.yaml",
+        &applied,
+        &["role.rbac.authorization.k8s.io/lmcache-operator-webhook-tls"],
+    );
+    assert!(!applied.iter().any(|l| l.contains("cert-manager")), "{applied:?}");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: cargo xtask e2e"]
+async fn install_cert_manager_yaml_passes_a_server_side_dry_run_with_all_21_objects() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
     let kubectl = &cluster.kubectl;
     // Idempotent: server-side apply of the stand-in CRDs, then wait until they are served.
@@ -63,53 +141,15 @@ async fn install_yaml_passes_a_server_side_dry_run_with_all_21_objects() -> anyh
         ])
         .await?
         .ok()?;
-    // A dry-run Namespace is not persisted, so its namespaced objects would be rejected by
-    // NamespaceLifecycle: the (empty) namespace itself must exist for real.
-    let path = install_yaml();
-    let text = std::fs::read_to_string(&path)?;
-    let ns = install_namespace(&text)?;
-    let exists = kubectl.run(&["get", "namespace", &ns]).await?;
-    if !exists.success {
-        kubectl.run(&["create", "namespace", &ns]).await?.ok()?;
-    }
-
-    // Server-side dry-run: admission and validation run, nothing is stored or registered, so
-    // the MutatingWebhookConfiguration's Service is never called.
-    let out = kubectl
-        .run(&["apply", "--dry-run=server", "-f", &path.display().to_string()])
-        .await?;
-    assert!(out.success, "dry-run failed:\n{}\n{}", out.stdout, out.stderr);
-    let applied: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter(|l| l.ends_with("(server dry run)"))
-        .collect();
-    assert_eq!(applied.len(), 21, "expected 21 objects:\n{}", out.stdout);
-    for kind in [
-        "namespace/",
-        "customresourcedefinition.apiextensions.k8s.io/lmcacheengines.lmcache.lmcache.ai",
-        "serviceaccount/lmcache-operator-controller",
-        "clusterrole.rbac.authorization.k8s.io/lmcache-operator-controller",
-        "role.rbac.authorization.k8s.io/lmcache-operator-leader-election",
-        "issuer.cert-manager.io/",
-        "certificate.cert-manager.io/",
-        "service/lmcache-operator-webhook",
-        "deployment.apps/lmcache-operator-controller",
-        "deployment.apps/lmcache-operator-webhook",
-        "poddisruptionbudget.policy/",
-        "mutatingwebhookconfiguration.admissionregistration.k8s.io/",
-    ] {
-        assert!(
-            applied.iter().any(|l| l.starts_with(kind)),
-            "{kind} missing:\n{}",
-            out.stdout
-        );
-    }
-    // Nothing was created: the install Deployments do not exist afterwards.
-    let after = kubectl
-        .run(&["get", "deployment", "lmcache-operator-controller", "-n", &ns])
-        .await?;
-    assert!(!after.success, "a dry-run must not create the Deployment");
+    let file = "install-cert-manager.yaml";
+    let applied = dry_run(&cluster, file).await?;
+    assert_eq!(applied.len(), 21, "expected 21 objects:\n{}", applied.join("\n"));
+    assert_holds(file, &applied, &COMMON);
+    assert_holds(
+        file,
+        &applied,
+        &["issuer.cert-manager.io/", "certificate.cert-manager.io/"],
+    );
     Ok(())
 }
 
@@ -148,6 +188,15 @@ async fn h113_service_accounts_have_least_privilege() -> anyhow::Result<()> {
         ),
         ("lmcache-operator-webhook", "get", "configmaps", false),
         ("lmcache-operator-webhook", "list", "pods", false),
+        // Its Secret permissions are a Role in its own namespace only.
+        ("lmcache-operator-webhook", "get", "secrets", false),
+        ("lmcache-operator-webhook", "create", "secrets", false),
+        (
+            "lmcache-operator-webhook",
+            "patch",
+            "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+            false,
+        ),
         ("lmcache-operator-controller", "patch", "daemonsets.apps", true),
         ("lmcache-operator-controller", "list", "pods", true),
         ("lmcache-operator-controller", "get", "secrets", false),

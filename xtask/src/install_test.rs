@@ -1,0 +1,684 @@
+//! `cargo xtask install-test`: the shipped install paths, executed on the local control plane.
+//!
+//! deploy/install.yaml and then the Helm chart are installed as a user would; the real scheduler
+//! puts their pods on kwok nodes (loopback pod IPs), [`crate::pod_runner`] runs the binaries of
+//! the built OCI image archives for those pods, and the API server reaches the webhook through
+//! install.yaml's Service and MutatingWebhookConfiguration ([`crate::egress_proxy`] stands in
+//! for cluster DNS and kube-proxy). Checked, each a failure when it breaks:
+//!
+//! 1. both Deployments' processes become ready; the webhook's self-managed Secret exists and its
+//!    CA is every webhook entry's `caBundle`;
+//! 2. a minimal LMCacheEngine reaches `Running`, and an opted-in vLLM pod created through the
+//!    API server is injected;
+//! 3. leader election: the controller's pod is deleted, its replacement takes the Lease and
+//!    reconciles a spec change;
+//! 4. certificate rotation: the webhook runs with a 30 s serving and a 90 s CA lifetime; over a
+//!    window holding several serving rotations and a CA rotation, every admission (a dry-run
+//!    pod every 250 ms) is injected;
+//! 5. `kubectl delete -f install.yaml` leaves nothing: no namespace, cluster-scoped object, CRD,
+//!    engine child or process;
+//! 6. the chart (default values) does 1–2, and `helm uninstall` leaves the CRDs and their
+//!    custom resources (documented) and nothing else of the chart, the self-managed Secret
+//!    included.
+
+use crate::bench_kube;
+use crate::cluster::{self, K8S_VERSION, Kubectl, Layout};
+use crate::egress_proxy;
+use crate::image::{self, Built};
+use crate::pod_runner::{self, Runner};
+use crate::util::root;
+use anyhow::{Context, bail, ensure};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::DynamicObject;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const NS: &str = "lmcache-operator-system";
+const CONTROLLER: &str = "lmcache-operator-controller";
+const WEBHOOK: &str = "lmcache-operator-webhook";
+const CONFIGURATION: &str = "lmcache-operator-cacheblend-injector";
+const SECRET: &str = "lmcache-operator-webhook-tls";
+const LEASE: &str = "lmcache-operator-controller-leader";
+const PART_OF: &str = "app.kubernetes.io/part-of=lmcache-operator";
+/// How long the rotation window admits pods: three serving lifetimes, past the CA's renewal.
+const ROTATION_WINDOW: Duration = Duration::from_secs(85);
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Package the existing target/release binaries instead of rebuilding them.
+    #[arg(long)]
+    pub skip_build: bool,
+    /// Leave the cluster running afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let built = image::run(args.skip_build)?;
+    run_with(&built, args.keep)
+}
+
+/// Runs the install test with already built image archives (CI builds them once).
+pub fn run_with(built: &[Built], keep: bool) -> anyhow::Result<()> {
+    let layout = Layout::new();
+    let _lock = layout.lock()?;
+    cluster::up(&layout)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let result = runtime.block_on(scenario(&layout, built));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    if !keep {
+        cluster::down(&layout)?;
+    }
+    match &result {
+        Ok(()) => eprintln!(
+            "[install-test] passed in {:.0} s",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(_) => eprintln!(
+            "[install-test] failed; logs in {} (pod-*.log are the runner's processes)",
+            layout.logs().display()
+        ),
+    }
+    result
+}
+
+fn step(text: &str) {
+    eprintln!("[install-test] {text}");
+}
+
+/// Polls `check` every 500 ms until it returns `Some`, or fails after `timeout` with the last
+/// reason it gave.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(reason) if Instant::now() >= deadline => {
+                bail!("{what}: not within {} s (last: {reason})", timeout.as_secs())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+async fn scenario(layout: &Layout, built: &[Built]) -> anyhow::Result<()> {
+    let client = bench_kube::connect(&layout.kubeconfig()).await?;
+    let kubectl = Kubectl::new(layout);
+    let version = env!("CARGO_PKG_VERSION");
+    let mut images = HashMap::new();
+    for b in built {
+        let unpacked = pod_runner::unpack(&b.archive, &layout.dir.join("images").join(&b.name))?;
+        images.insert(format!("lmcache/{}:{version}", b.name), unpacked);
+    }
+    let (proxy, routed) = egress_proxy::start(client.clone(), &layout.egress_socket())?;
+    let runner = Runner::start(client.clone(), layout, NS, images);
+    let result = phases(layout, &client, &kubectl).await;
+    let report = runner_report(&runner);
+    let result = result.and(report);
+    let routed = routed
+        .lock()
+        .map(|r| format!("{:?}", r.by_endpoint))
+        .unwrap_or_default();
+    step(&format!(
+        "API server connections routed to webhook pods: {routed}"
+    ));
+    runner.stop();
+    proxy.abort();
+    result
+}
+
+/// Every pod's process started once (none crashed and was restarted) and none failed to start.
+fn runner_report(runner: &Runner) -> anyhow::Result<()> {
+    let stats = runner
+        .stats
+        .lock()
+        .map_err(|_| anyhow::anyhow!("runner stats poisoned"))?;
+    step(&format!("processes started per pod: {:?}", stats.starts));
+    ensure!(
+        stats.failures.is_empty(),
+        "pods the runner could not start: {:?}",
+        stats.failures
+    );
+    let restarted: Vec<&String> = stats
+        .starts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(p, _)| p)
+        .collect();
+    ensure!(
+        restarted.is_empty(),
+        "processes that exited and were restarted: {restarted:?} (see pod-*.log)"
+    );
+    Ok(())
+}
+
+async fn phases(layout: &Layout, client: &Client, kubectl: &Kubectl) -> anyhow::Result<()> {
+    let install = root().join("deploy/install.yaml").display().to_string();
+    step("phase 1: kubectl apply --server-side -f deploy/install.yaml");
+    kubectl.ok(&["apply", "--server-side", "-f", &install], None)?;
+    installed(client).await?;
+    let engine = engine_runs_and_injects(client, kubectl, "install-test-a").await?;
+    leader_election(client, &engine).await?;
+    rotation(client, kubectl, "install-test-a").await?;
+
+    step("kubectl delete -f deploy/install.yaml");
+    kubectl.ok(&["delete", "-f", &install, "--wait=true", "--timeout=180s"], None)?;
+    nothing_left(client, kubectl, true, "install-test-a").await?;
+
+    step("phase 2: helm install (default values)");
+    let helm = crate::chart::helm()?;
+    let chart = crate::chart::chart_dir().display().to_string();
+    let kubeconfig = layout.kubeconfig().display().to_string();
+    let helm_run = |args: &[&str]| -> anyhow::Result<()> {
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
+        all.extend_from_slice(args);
+        crate::util::run(&helm.display().to_string(), &all)
+    };
+    helm_run(&[
+        "install",
+        "lmcache-operator",
+        &chart,
+        "-n",
+        NS,
+        "--create-namespace",
+        "--wait",
+        "--timeout=180s",
+    ])?;
+    installed(client).await?;
+    engine_runs_and_injects(client, kubectl, "install-test-b").await?;
+    step("helm uninstall");
+    helm_run(&[
+        "uninstall",
+        "lmcache-operator",
+        "-n",
+        NS,
+        "--wait",
+        "--timeout=180s",
+    ])?;
+    nothing_left(client, kubectl, false, "install-test-b").await?;
+    step(&format!(
+        "install.yaml and the chart work on Kubernetes {K8S_VERSION}"
+    ));
+    Ok(())
+}
+
+/// The pods of a Deployment that are not being deleted: (name, pod IP).
+async fn pods_of(client: &Client, deployment: &str) -> Vec<(String, String)> {
+    let component = deployment.trim_start_matches("lmcache-operator-");
+    let selector = format!("app.kubernetes.io/name=lmcache-operator,app.kubernetes.io/component={component}");
+    let pods = Api::<Pod>::namespaced(client.clone(), NS)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    pods.into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let ip = p.status.as_ref()?.pod_ip.clone()?;
+            Some((p.name_any(), ip))
+        })
+        .collect()
+}
+
+/// `/readyz` of a pod's process on its health port (8081 at the pod IP).
+async fn ready(ip: &str) -> Result<(), String> {
+    let addr: SocketAddr = format!("{ip}:8081").parse().map_err(|e| format!("{e}"))?;
+    let answer = tokio::task::spawn_blocking(move || cluster_http_get(addr))
+        .await
+        .map_err(|e| e.to_string())?;
+    match answer {
+        Ok((200, _)) => Ok(()),
+        Ok((code, body)) => Err(format!("{ip}: /readyz {code} {}", body.trim())),
+        Err(e) => Err(format!("{ip}: {e:#}")),
+    }
+}
+
+fn cluster_http_get(addr: SocketAddr) -> anyhow::Result<(u16, String)> {
+    crate::cluster_proc::http_get(addr, "/readyz")
+}
+
+/// Every pod of `deployment` (as many as `replicas`) has a ready process.
+async fn deployment_ready(client: &Client, deployment: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let want = Api::<Deployment>::namespaced(client.clone(), NS)
+        .get(deployment)
+        .await?
+        .spec
+        .and_then(|s| s.replicas)
+        .unwrap_or(1) as usize;
+    eventually(
+        &format!("{deployment}: {want} ready processes"),
+        Duration::from_secs(120),
+        || async {
+            let pods = pods_of(client, deployment).await;
+            if pods.len() != want {
+                return Err(format!("{} pods, want {want}", pods.len()));
+            }
+            for (_, ip) in &pods {
+                ready(ip).await?;
+            }
+            Ok(pods)
+        },
+    )
+    .await
+}
+
+/// The webhook configuration's entries all carry exactly the Secret's CA bundle.
+async fn ca_published(client: &Client) -> Result<Vec<u8>, String> {
+    let secret = Api::<Secret>::namespaced(client.clone(), NS)
+        .get_opt(SECRET)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("no Secret yet")?;
+    let bundle = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("ca.crt"))
+        .map(|b| b.0.clone())
+        .ok_or("Secret without ca.crt")?;
+    let config = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .get(CONFIGURATION)
+        .await
+        .map_err(|e| e.to_string())?;
+    let hooks = config.webhooks.unwrap_or_default();
+    if hooks.len() != 2 {
+        return Err(format!("{} webhook entries", hooks.len()));
+    }
+    for hook in &hooks {
+        if hook.client_config.ca_bundle.as_ref().map(|b| &b.0) != Some(&bundle) {
+            return Err(format!("{}: caBundle is not the Secret's ca.crt", hook.name));
+        }
+    }
+    Ok(bundle)
+}
+
+async fn installed(client: &Client) -> anyhow::Result<()> {
+    let controllers = deployment_ready(client, CONTROLLER).await?;
+    let webhooks = deployment_ready(client, WEBHOOK).await?;
+    step(&format!(
+        "processes ready: controller {controllers:?}, webhook {webhooks:?}"
+    ));
+    eventually(
+        "the self-managed CA in both webhook entries",
+        Duration::from_secs(60),
+        || ca_published(client),
+    )
+    .await?;
+    let secrets = Api::<Secret>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await?;
+    let tls: Vec<String> = secrets
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .filter(|n| n.contains("webhook"))
+        .collect();
+    ensure!(
+        tls == [SECRET],
+        "the two replicas must share one Secret, found {tls:?}"
+    );
+    step("one self-managed Secret; its CA is the caBundle of both webhook entries");
+    Ok(())
+}
+
+fn engine_api(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &bench_kube::engine_resource())
+}
+
+fn opted_in_pod(engine: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "vllm-", "labels": {"lmcache.ai/lmcache-inject": "true"},
+                     "annotations": {"lmcache.ai/lmcache-engine": engine}},
+        "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.33.0",
+                                 "args": ["vllm", "serve", "Qwen/Qwen3-8B"]}]}
+    }))
+    .unwrap_or_default()
+}
+
+fn injected(pod: &Pod) -> bool {
+    pod.annotations()
+        .get("lmcache.ai/lmcache-injected")
+        .map(String::as_str)
+        == Some("true")
+        && pod.spec.as_ref().and_then(|s| s.host_ipc) == Some(true)
+}
+
+/// A minimal engine reaches Running and an opted-in pod is injected; returns the engine's
+/// (namespace, name).
+async fn engine_runs_and_injects(
+    client: &Client,
+    kubectl: &Kubectl,
+    ns: &str,
+) -> anyhow::Result<(String, String)> {
+    kubectl.ok(&["create", "namespace", ns], None)?;
+    kubectl.ok(
+        &[
+            "label",
+            "namespace",
+            ns,
+            "pod-security.kubernetes.io/enforce=privileged",
+        ],
+        None,
+    )?;
+    let engine: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": lmcache_api::constants::API_VERSION, "kind": "LMCacheEngine",
+        "metadata": {"name": "cache", "namespace": ns}, "spec": {"l1": {"sizeGB": 4}}
+    }))?;
+    let engines = engine_api(client, ns);
+    engines.create(&PostParams::default(), &engine).await?;
+    eventually("the engine reaches Running", Duration::from_secs(120), || async {
+        let e = engines.get("cache").await.map_err(|e| e.to_string())?;
+        match e.data["status"]["phase"].as_str() {
+            Some("Running") => Ok(()),
+            other => Err(format!("phase {other:?}")),
+        }
+    })
+    .await?;
+    step(&format!("LMCacheEngine {ns}/cache is Running"));
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let pod = eventually("an opted-in pod is injected", Duration::from_secs(30), || async {
+        let pod = pods
+            .create(&PostParams::default(), &opted_in_pod("cache"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if injected(&pod) {
+            Ok(pod)
+        } else {
+            let _ = pods.delete(&pod.name_any(), &DeleteParams::default()).await;
+            Err(format!(
+                "{} admitted without injection: {:?}",
+                pod.name_any(),
+                pod.annotations()
+            ))
+        }
+    })
+    .await?;
+    step(&format!(
+        "pod {ns}/{} injected through the Service",
+        pod.name_any()
+    ));
+    Ok((ns.to_string(), "cache".to_string()))
+}
+
+async fn lease_holder(client: &Client) -> String {
+    Api::<Lease>::namespaced(client.clone(), NS)
+        .get_opt(LEASE)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec?.holder_identity)
+        .unwrap_or_default()
+}
+
+async fn leader_election(client: &Client, (ns, name): &(String, String)) -> anyhow::Result<()> {
+    let old = pods_of(client, CONTROLLER).await;
+    let (old_pod, _) = old.first().context("no controller pod")?.clone();
+    let holder = lease_holder(client).await;
+    ensure!(
+        holder.starts_with(&old_pod),
+        "Lease held by {holder:?}, not the controller pod {old_pod}"
+    );
+    step(&format!(
+        "controller pod {old_pod} holds the Lease; deleting the pod"
+    ));
+    Api::<Pod>::namespaced(client.clone(), NS)
+        .delete(&old_pod, &DeleteParams::default())
+        .await?;
+    let new_pod = eventually(
+        "a new controller pod holds the Lease",
+        Duration::from_secs(90),
+        || async {
+            let holder = lease_holder(client).await;
+            let pods = pods_of(client, CONTROLLER).await;
+            match pods
+                .iter()
+                .find(|(p, _)| p != &old_pod && holder.starts_with(p.as_str()))
+            {
+                Some((p, _)) => Ok(p.clone()),
+                None => Err(format!("holder {holder:?}, pods {pods:?}")),
+            }
+        },
+    )
+    .await?;
+    let engines = engine_api(client, ns);
+    let patched = engines
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"l1": {"sizeGB": 5}}})),
+        )
+        .await?;
+    let generation = patched.metadata.generation.unwrap_or_default();
+    eventually(
+        "the new leader reconciles a spec change",
+        Duration::from_secs(60),
+        || async {
+            let e = engines.get(name).await.map_err(|e| e.to_string())?;
+            match e.data["status"]["observedGeneration"].as_i64() {
+                Some(g) if g >= generation => Ok(()),
+                other => Err(format!("observedGeneration {other:?}, generation {generation}")),
+            }
+        },
+    )
+    .await?;
+    step(&format!(
+        "{new_pod} took the Lease and reconciled generation {generation}"
+    ));
+    Ok(())
+}
+
+/// The webhook's serving and CA certificates rotate while every admission is injected.
+async fn rotation(client: &Client, kubectl: &Kubectl, ns: &str) -> anyhow::Result<()> {
+    step("webhook with a 30 s serving and a 90 s CA lifetime (fresh Secret)");
+    let args = json!([
+        {"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--serving-lifetime-seconds=30"},
+        {"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--ca-lifetime-seconds=90"},
+        {"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--tls-poll-seconds=2"},
+    ]);
+    let old: BTreeSet<String> = pods_of(client, WEBHOOK)
+        .await
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    Api::<Deployment>::namespaced(client.clone(), NS)
+        .patch(
+            WEBHOOK,
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(args)?),
+        )
+        .await?;
+    eventually("the webhook rolled", Duration::from_secs(120), || async {
+        let now: BTreeSet<String> = pods_of(client, WEBHOOK)
+            .await
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        if now.len() == 2 && now.is_disjoint(&old) {
+            Ok(())
+        } else {
+            Err(format!("pods {now:?}"))
+        }
+    })
+    .await?;
+    // Certificates issued with the old lifetimes would not rotate within the window.
+    kubectl.ok(&["-n", NS, "delete", "secret", SECRET], None)?;
+    deployment_ready(client, WEBHOOK).await?;
+    eventually("a new CA published", Duration::from_secs(60), || {
+        ca_published(client)
+    })
+    .await?;
+
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let secrets = Api::<Secret>::namespaced(client.clone(), NS);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let (mut admitted, mut failed) = (0u32, Vec::new());
+    let (mut serving, mut cas) = (BTreeSet::new(), BTreeSet::new());
+    let started = Instant::now();
+    while started.elapsed() < ROTATION_WINDOW {
+        match pods.create(&dry_run, &opted_in_pod("cache")).await {
+            Ok(pod) if injected(&pod) => admitted += 1,
+            Ok(pod) => failed.push(format!(
+                "at {:.1} s: not injected {:?}",
+                started.elapsed().as_secs_f64(),
+                pod.annotations()
+            )),
+            Err(e) => failed.push(format!("at {:.1} s: {e}", started.elapsed().as_secs_f64())),
+        }
+        if let Ok(Some(secret)) = secrets.get_opt(SECRET).await {
+            let data = secret.data.unwrap_or_default();
+            let text = |k: &str| {
+                data.get(k)
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                    .unwrap_or_default()
+            };
+            serving.insert(text("tls.crt"));
+            cas.insert(text("ca.key"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    step(&format!(
+        "rotation window {} s: {admitted} admissions injected, {} not; {} serving certificates, {} CAs seen",
+        ROTATION_WINDOW.as_secs(),
+        failed.len(),
+        serving.len(),
+        cas.len()
+    ));
+    ensure!(
+        failed.is_empty(),
+        "admissions failed during rotation:\n  {}",
+        failed.join("\n  ")
+    );
+    ensure!(
+        serving.len() >= 3,
+        "expected at least 3 serving certificates in the window, saw {}",
+        serving.len()
+    );
+    ensure!(
+        cas.len() >= 2,
+        "expected a CA rotation in the window, saw {} CA",
+        cas.len()
+    );
+    Ok(())
+}
+
+/// After an uninstall: no operator objects but (for the chart) the CRDs and custom resources.
+async fn nothing_left(
+    client: &Client,
+    kubectl: &Kubectl,
+    crds_deleted: bool,
+    ns: &str,
+) -> anyhow::Result<()> {
+    let kinds = "clusterroles,clusterrolebindings,mutatingwebhookconfigurations";
+    eventually(
+        "no cluster-scoped object of the operator",
+        Duration::from_secs(60),
+        || async {
+            let left = kubectl
+                .ok(&["get", kinds, "-l", PART_OF, "-o", "name"], None)
+                .map_err(|e| e.to_string())?;
+            if left.trim().is_empty() { Ok(()) } else { Err(left) }
+        },
+    )
+    .await?;
+    eventually("no Deployment, Service, Secret, Role or pod in the operator namespace", Duration::from_secs(120), || async {
+        let left = kubectl
+            .ok(&["-n", NS, "get", "deployments,services,secrets,roles,rolebindings,serviceaccounts,pods,poddisruptionbudgets", "-o", "name"], None)
+            .map_err(|e| e.to_string())?;
+        let left: Vec<&str> = left.lines().filter(|l| !l.ends_with("/default") && !l.contains("kube-root-ca")).collect();
+        if left.is_empty() { Ok(()) } else { Err(left.join(" ")) }
+    })
+    .await?;
+    let crds = kubectl.ok(&["get", "crds", "-o", "name"], None)?;
+    let ours = crds
+        .lines()
+        .filter(|l| l.ends_with(".lmcache.lmcache.ai"))
+        .count();
+    if crds_deleted {
+        ensure!(
+            ours == 0,
+            "CRDs left after kubectl delete -f install.yaml: {crds}"
+        );
+        let namespace = kubectl.output(&["get", "namespace", NS], None)?;
+        ensure!(!namespace.status.success(), "namespace {NS} still exists");
+        eventually(
+            "the engine's children are collected",
+            Duration::from_secs(60),
+            || async {
+                let left = kubectl
+                    .ok(
+                        &[
+                            "-n",
+                            ns,
+                            "get",
+                            "daemonsets,services,configmaps",
+                            "-l",
+                            "app.kubernetes.io/managed-by=lmcache-operator",
+                            "-o",
+                            "name",
+                        ],
+                        None,
+                    )
+                    .map_err(|e| e.to_string())?;
+                if left.trim().is_empty() { Ok(()) } else { Err(left) }
+            },
+        )
+        .await?;
+        step("kubectl delete -f install.yaml left nothing behind");
+    } else {
+        ensure!(ours == 3, "helm uninstall must keep the 3 CRDs: {crds}");
+        let engine = engine_api(client, ns).get_opt("cache").await?;
+        ensure!(engine.is_some(), "helm uninstall must keep the custom resources");
+        step("helm uninstall kept the CRDs and the LMCacheEngine, and nothing else of the chart");
+        kubectl.ok(
+            &[
+                "delete",
+                "crds",
+                "lmcacheengines.lmcache.lmcache.ai",
+                "cacheblendengines.lmcache.lmcache.ai",
+                "lmcachecoordinators.lmcache.lmcache.ai",
+            ],
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_opted_in_pod_names_its_engine_and_is_not_injected_yet() {
+        let pod = opted_in_pod("cache");
+        assert_eq!(
+            pod.labels().get("lmcache.ai/lmcache-inject").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            pod.annotations()
+                .get("lmcache.ai/lmcache-engine")
+                .map(String::as_str),
+            Some("cache")
+        );
+        assert!(!injected(&pod));
+    }
+}
