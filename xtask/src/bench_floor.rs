@@ -320,6 +320,8 @@ fn endpoints(pods: &[Arc<Pod>], port: i32) -> Vec<Endpoint> {
                     .and_then(|s| s.conditions.as_ref())
                     .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
                     .is_some_and(|c| c.status == "True"),
+                // The floor never changes a template: every pod runs the current one.
+                up_to_date: true,
             }
         })
         .collect();
@@ -348,10 +350,16 @@ fn running_status(
         phase: Some(phases::RUNNING.to_string()),
         ready_instances: Some(ready),
         desired_instances: Some(desired),
+        updated_instances: Some(desired),
         endpoints: Some(endpoints),
         conditions: Some(vec![
             condition(conditions::AVAILABLE, reasons::AT_LEAST_ONE_READY, &message),
             condition(conditions::ALL_INSTANCES_READY, reasons::ALL_READY, &message),
+            condition(
+                conditions::UP_TO_DATE,
+                reasons::CURRENT,
+                &format!("{desired}/{desired} instances run the current template"),
+            ),
             condition(conditions::CONFIG_VALID, reasons::VALID, reasons::VALID_MESSAGE),
         ]),
         observed_generation: Some(generation),
@@ -369,9 +377,13 @@ mod tests {
         assert!(crate::bench_kube::is_converged(&json!({ "status": value }), 3));
         let conds = status.conditions.unwrap();
         let types: Vec<&str> = conds.iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(types, ["Available", "AllInstancesReady", "ConfigValid"]);
+        assert_eq!(
+            types,
+            ["Available", "AllInstancesReady", "UpToDate", "ConfigValid"]
+        );
         assert_eq!(conds[0].message, "3/3 instances ready");
-        assert_eq!(conds[2].message, "Spec validation passed");
+        assert_eq!(conds[2].message, "3/3 instances run the current template");
+        assert_eq!(conds[3].message, "Spec validation passed");
     }
 
     #[test]

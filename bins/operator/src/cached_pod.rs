@@ -4,7 +4,7 @@
 //! A decoded `Pod`, even with its spec emptied, is ≈ 2 KiB inline plus its strings; at 3000
 //! pods that was 12 MiB of the operator's heap. A [`CachedPod`] is its identity, the values of
 //! the three selector labels (not a label map: a map is a 0.5 KiB node even for three
-//! entries), its controller reference, its node, host IP, phase, readiness and — for a pod
+//! entries) and the DaemonSet controller's two revision labels, its controller reference, its node, host IP, phase, readiness and — for a pod
 //! that is not ready — the one reason the status names (lifecycle.md §3), computed here once.
 
 use k8s_openapi::NamespaceResourceScope;
@@ -19,6 +19,11 @@ use std::borrow::Cow;
 /// anyway; a scheduler message can be much longer).
 const REASON_CHARS: usize = 300;
 
+/// Label the DaemonSet controller puts on its pods: the template generation they were made from.
+pub const POD_TEMPLATE_GENERATION: &str = "pod-template-generation";
+/// Label the DaemonSet controller puts on its pods: the ControllerRevision of their template.
+pub const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
+
 /// An engine or coordinator pod as cached.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CachedPod {
@@ -31,6 +36,11 @@ pub struct CachedPod {
     instance: Option<String>,
     /// `app.kubernetes.io/managed-by` is `lmcache-operator`.
     managed: bool,
+    /// The DaemonSet controller's `pod-template-generation` label: the template generation the
+    /// pod was created from (engine pods only).
+    pub template_generation: Option<String>,
+    /// The DaemonSet controller's `controller-revision-hash` label.
+    pub revision_hash: Option<String>,
     /// `spec.nodeName` ("" before scheduling).
     pub node_name: String,
     /// `status.hostIP` ("" before the kubelet reports it).
@@ -116,6 +126,8 @@ impl From<Pod> for CachedPod {
             app_name: pod_labels.remove(labels::NAME),
             instance: pod_labels.remove(labels::INSTANCE),
             managed: pod_labels.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE),
+            template_generation: pod_labels.remove(POD_TEMPLATE_GENERATION),
+            revision_hash: pod_labels.remove(CONTROLLER_REVISION_HASH),
             node_name: spec.and_then(|s| s.node_name).unwrap_or_default(),
             host_ip: status.host_ip.unwrap_or_default(),
             phase: status.phase,

@@ -4,7 +4,7 @@ use crate::context::Stores;
 use crate::error::Error;
 use crate::keys::Kind;
 use crate::reconcile::plan::Plan;
-use crate::reconcile::status::{self, ApplyFailure, CommonStatus, Observed, pods};
+use crate::reconcile::status::{self, ApplyFailure, CommonStatus, Observed, pods, rollout};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 use kube::core::DeserializeGuard;
@@ -65,6 +65,11 @@ pub trait Primary:
     ) -> Self::Status;
     /// This kind's watch cache.
     fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>>;
+    /// The `RolloutComplete` Event's message when `new` completes a rollout `old` showed in
+    /// progress (engines only).
+    fn rollout_completed(_old: Option<&Self::Status>, _new: &Self::Status) -> Option<String> {
+        None
+    }
 }
 
 /// What differs between the two engine kinds; the [`Primary`] impl below is written once.
@@ -156,7 +161,8 @@ impl<E: EngineKind> Primary for E {
         lmcache_validation::engine_warnings(self.engine())
     }
     fn plan(&self, ctx: &RenderContext<'_>, sm_api: bool) -> Result<Plan, Error> {
-        Plan::for_engine(&self.render(ctx)?, name_of(self), sm_api)
+        let generation = self.meta().generation.unwrap_or_default();
+        Plan::for_engine(&self.render(ctx)?, name_of(self), generation, sm_api)
     }
     fn ready_status(
         &self,
@@ -189,11 +195,26 @@ impl<E: EngineKind> Primary for E {
             ready: count("/status/numberReady"),
             not_ready: pods::not_ready_detail(&own),
         };
-        let endpoints = pods::endpoints(&own, self.engine().server.port);
+        let ds_rollout = ds.map(rollout::DaemonSetRollout::of).unwrap_or_default();
+        let up_to_date = rollout::up_to_date(&own, &ds_rollout, observed.desired);
+        let mut outdated: Vec<String> = own
+            .iter()
+            .zip(&up_to_date)
+            .filter(|(_, current)| !**current)
+            .map(|(pod, _)| pod.node_name.clone())
+            .filter(|node| !node.is_empty())
+            .collect();
+        outdated.dedup();
+        let rollout = status::Rollout {
+            updated: count("/status/updatedNumberScheduled"),
+            up_to_date: rollout::condition(&ds_rollout, observed.desired, &outdated),
+        };
+        let endpoints = pods::endpoints(&own, self.engine().server.port, &up_to_date);
         status::engine_ready_status(
             self.engine_status(),
             &observed,
             endpoints,
+            &rollout,
             failure,
             generation,
             now,
@@ -201,6 +222,12 @@ impl<E: EngineKind> Primary for E {
     }
     fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
         E::engine_store(stores)
+    }
+    fn rollout_completed(old: Option<&EngineStatus>, new: &EngineStatus) -> Option<String> {
+        status::rollout_completed(old, new).then(|| {
+            let updated = new.updated_instances.unwrap_or_default();
+            format!("all {updated} engine pods run the current pod template")
+        })
     }
 }
 

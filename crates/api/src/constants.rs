@@ -83,6 +83,9 @@ pub mod conditions {
     pub const AVAILABLE: &str = "Available";
     /// Every desired instance is ready.
     pub const ALL_INSTANCES_READY: &str = "AllInstancesReady";
+    /// Every desired engine instance runs the DaemonSet's current pod template (engines only,
+    /// after `AllInstancesReady`).
+    pub const UP_TO_DATE: &str = "UpToDate";
     /// The spec passed validation and is usable.
     pub const CONFIG_VALID: &str = "ConfigValid";
     /// Summary, last in the list: `True` exactly when the phase is `Running`
@@ -124,6 +127,16 @@ pub mod reasons {
     pub const BLEND_LOOKUP_DISABLED: &str = "BlendLookupDisabled";
     /// `ConfigValid=True` message.
     pub const VALID_MESSAGE: &str = "Spec validation passed";
+    /// `UpToDate=True`.
+    pub const CURRENT: &str = "Current";
+    /// `UpToDate=False` with `RollingUpdate`: the DaemonSet is replacing outdated pods.
+    pub const ROLLING_OUT: &str = "RollingOut";
+    /// `UpToDate=False` with `OnDelete`: outdated pods wait to be deleted.
+    pub const ROLLOUT_PENDING: &str = "RolloutPending";
+    /// Event: applying the DaemonSet changed its pod template.
+    pub const ROLLOUT_STARTED: &str = "RolloutStarted";
+    /// Event: `UpToDate` turned `True` after a rollout.
+    pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
 }
 
 /// Phase values.

@@ -78,12 +78,12 @@ fn names_columns_and_status() {
         (
             "lmcacheengines.lmcache.lmcache.ai",
             "lmc",
-            vec!["Phase", "Ready", "Desired", "Age"],
+            vec!["Phase", "Ready", "Desired", "Updated", "Age"],
         ),
         (
             "cacheblendengines.lmcache.lmcache.ai",
             "cbe",
-            vec!["Phase", "Ready", "Desired", "Age"],
+            vec!["Phase", "Ready", "Desired", "Updated", "Age"],
         ),
         (
             "lmcachecoordinators.lmcache.lmcache.ai",

@@ -9,7 +9,7 @@ use crate::labels::{Component, pod_template_labels, selector_labels, standard_la
 use crate::meta::Owner;
 use crate::pod::{cloned_list, cloned_map, container_port, named_target_port, pull_secrets, service_port};
 use crate::service_monitor::{ServiceMonitor, service_monitor};
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
     SecurityContext, Service, ServiceSpec, TCPSocketAction,
@@ -130,6 +130,7 @@ fn render(
                     engine_args(spec, coordinator_url.as_deref(), blend),
                 )),
             },
+            update_strategy: Some(update_strategy(spec)),
             ..Default::default()
         }),
         status: None,
@@ -190,6 +191,26 @@ fn render(
         config_map,
         service_monitor,
     })
+}
+
+/// `spec.updateStrategy`, always explicit (the default is today's behaviour: one pod at a
+/// time). `maxSurge` is 0: a surge pod would be a second engine on the node, both behind the
+/// node-local Service.
+fn update_strategy(spec: &EngineSpec) -> DaemonSetUpdateStrategy {
+    let strategy = spec.update_strategy.clone().unwrap_or_default();
+    match strategy.max_unavailable() {
+        Some(max_unavailable) => DaemonSetUpdateStrategy {
+            type_: Some("RollingUpdate".to_string()),
+            rolling_update: Some(RollingUpdateDaemonSet {
+                max_unavailable: Some(max_unavailable),
+                max_surge: Some(IntOrString::Int(0)),
+            }),
+        },
+        None => DaemonSetUpdateStrategy {
+            type_: Some("OnDelete".to_string()),
+            rolling_update: None,
+        },
+    }
 }
 
 fn pod_spec(spec: &EngineSpec, args: Vec<String>) -> PodSpec {

@@ -7,6 +7,7 @@ mod common;
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, Probe, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheCoordinator, LMCacheEngine};
 use lmcache_manifest_renderer::{
     CoordinatorChildren, EngineChildren, RenderContext, RenderError, blend_kv_transfer_config,
@@ -205,10 +206,14 @@ fn minimal_engine_renders_exactly_the_spec_objects() {
         json!({"name": name, "namespace": "default", "labels": labels,
                "ownerReferences": owner_refs("LMCacheEngine", "my-cache")})
     };
+    // engine.md §3.7's DaemonSet spec, plus the update strategy of rollouts.md §2 (L1).
+    let mut spec = yaml(SECTION_3_7);
+    spec["updateStrategy"] =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}});
     assert_eq!(
         to_value(&c.daemon_set),
         json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta("my-cache"),
-               "spec": yaml(SECTION_3_7)})
+               "spec": spec})
     );
     let selector = json!(selector_engine_labels("my-cache"));
     assert_eq!(
@@ -297,8 +302,13 @@ fn b25_selector_is_three_labels_and_template_labels_are_the_four() {
         &standard_engine_labels("my-cache")
     );
     assert!(template.annotations.is_none());
-    // No updateStrategy, minReadySeconds or revisionHistoryLimit.
-    assert!(spec.update_strategy.is_none() && spec.min_ready_seconds.is_none());
+    // L1: one pod at a time, never a surge pod; no minReadySeconds or revisionHistoryLimit.
+    let strategy = spec.update_strategy.as_ref().unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    let rolling = strategy.rolling_update.as_ref().unwrap();
+    assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(rolling.max_surge, Some(IntOrString::Int(0)));
+    assert!(spec.min_ready_seconds.is_none());
     assert!(spec.revision_history_limit.is_none());
 }
 

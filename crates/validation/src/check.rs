@@ -6,6 +6,7 @@ use crate::rules::{self, DECODE_RULE, Kind, Mechanism, RULES};
 use garde::Validate;
 use lmcache_api::v1alpha1::{
     BLEND_CHUNK_SIZE, CacheBlendEngineSpec, CoordinatorSpec, EngineSpec, LMCacheEngineSpec,
+    UpdateStrategyType, max_unavailable_is_valid,
 };
 
 /// A failed rule before ordering: `row` indexes [`RULES`] (`RULES.len()` for decode errors).
@@ -56,7 +57,7 @@ pub(crate) fn finish(mut found: Vec<Found>) -> Result<(), Vec<FieldError>> {
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
-/// Validates an LMCacheEngine spec (E01..E25), errors in table order.
+/// Validates an LMCacheEngine spec (E01..E29), errors in table order.
 pub fn validate_engine(name: &str, spec: &LMCacheEngineSpec) -> Result<(), Vec<FieldError>> {
     finish(lmcache_engine_errors(name, spec))
 }
@@ -115,7 +116,7 @@ pub(crate) fn coordinator_errors(name: &str, spec: &CoordinatorSpec) -> Vec<Foun
     found
 }
 
-/// E11, E15, E20, E22, E23: the CEL rules of the engines.
+/// E11, E15, E20, E22, E23, E28, E29: the CEL rules of the engines.
 fn engine_cross_field(name: &str, spec: &EngineSpec, found: &mut Vec<Found>) {
     if spec.prometheus.enabled && spec.prometheus.port == spec.server.port {
         push(found, "E11", "spec.prometheus.port");
@@ -133,6 +134,16 @@ fn engine_cross_field(name: &str, spec: &EngineSpec, found: &mut Vec<Found>) {
     }
     if !is_name_valid(name) {
         push(found, "E20", "metadata.name");
+    }
+    if let Some(strategy) = &spec.update_strategy {
+        if strategy.rolling_update.is_some() && strategy.type_ != UpdateStrategyType::RollingUpdate {
+            push(found, "E28", "spec.updateStrategy.rollingUpdate");
+        }
+        if let Some(rolling) = &strategy.rolling_update
+            && !max_unavailable_is_valid(&rolling.max_unavailable)
+        {
+            push(found, "E29", "spec.updateStrategy.rollingUpdate.maxUnavailable");
+        }
     }
 }
 

@@ -313,6 +313,27 @@ pub const RULES: &[Rule] = &[
         &[at("spec.injection.payloadImage.pullPolicy", Enum)],
     ),
     rule(
+        "E27",
+        ENGINES,
+        "spec.updateStrategy.type",
+        "must be one of RollingUpdate, OnDelete",
+        &[at("spec.updateStrategy.type", Enum)],
+    ),
+    rule(
+        "E28",
+        ENGINES,
+        "spec.updateStrategy.rollingUpdate",
+        "may only be set when spec.updateStrategy.type is RollingUpdate",
+        &[at("spec.updateStrategy", Cel)],
+    ),
+    rule(
+        "E29",
+        ENGINES,
+        "spec.updateStrategy.rollingUpdate.maxUnavailable",
+        "must be an integer of at least 1 or a percentage from 1% to 100%",
+        &[at("spec.updateStrategy.rollingUpdate", Cel)],
+    ),
+    rule(
         "B01",
         BLEND,
         "spec.server.chunkSize",

@@ -611,6 +611,49 @@ fn cases() -> Vec<Case> {
             json!({"spec": {"injection": {"payloadImage": {"repository": "r", "pullPolicy": "Always"}}}}),
         ),
         (
+            "E27",
+            ENGINES,
+            json!({"spec": {"updateStrategy": {"type": "Recreate"}}}),
+            &["spec.updateStrategy.type: must be one of RollingUpdate, OnDelete"],
+            json!({"spec": {"updateStrategy": {"type": "OnDelete"}}}),
+        ),
+        (
+            "E28",
+            ENGINES,
+            json!({"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": {"maxUnavailable": 2}}}}),
+            &[
+                "spec.updateStrategy.rollingUpdate: may only be set when spec.updateStrategy.type is RollingUpdate",
+            ],
+            json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 2}}}}),
+        ),
+        (
+            "E29",
+            ENGINES,
+            json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 0}}}}),
+            &[
+                "spec.updateStrategy.rollingUpdate.maxUnavailable: must be an integer of at least 1 or a percentage from 1% to 100%",
+            ],
+            json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": "100%"}}}}),
+        ),
+        (
+            "E29",
+            ENGINES,
+            json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": "0%"}}}}),
+            &[
+                "spec.updateStrategy.rollingUpdate.maxUnavailable: must be an integer of at least 1 or a percentage from 1% to 100%",
+            ],
+            json!({"spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%"}}}}),
+        ),
+        (
+            "E29",
+            ENGINES,
+            json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": "abc"}}}}),
+            &[
+                "spec.updateStrategy.rollingUpdate.maxUnavailable: must be an integer of at least 1 or a percentage from 1% to 100%",
+            ],
+            json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 3}}}}),
+        ),
+        (
             "C12",
             COORD,
             json!({"spec": {"prometheus": {"port": 0}}}),
@@ -699,9 +742,9 @@ fn rule_table_is_in_table_order_and_kinds_match_ids() {
     let ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
     let mut sorted = ids.clone();
     sorted.sort_by_key(|id| (id.starts_with('C'), id.starts_with('B'), *id));
-    // Table order: E01..E26, B01..B07, C01..C15.
+    // Table order: E01..E29, B01..B07, C01..C15.
     assert_eq!(ids, sorted);
-    assert_eq!(ids.len(), 26 + 1 + 7 + 15, "E16 has two rows");
+    assert_eq!(ids.len(), 29 + 1 + 7 + 15, "E16 has two rows");
     for r in RULES {
         let expected: &[Kind] = match (r.id.as_bytes()[0], r.id) {
             (_, "E07" | "E24" | "E25" | "E26") => &[Kind::Engine],

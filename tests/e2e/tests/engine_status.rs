@@ -34,6 +34,7 @@ fn expected_endpoints(pods: &[Value], ds_uid: &str, port: u16) -> Vec<Value> {
                 "podName": p["metadata"]["name"],
                 "port": port,
                 "ready": ready,
+                "upToDate": true,
             })
         })
         .collect();
@@ -62,7 +63,21 @@ async fn d69_d72_d75_running_status_endpoints_by_node_and_observed_generation() 
         .as_array()
         .map(|c| c.iter().map(|c| &c["type"]).collect())
         .unwrap_or_default();
-    assert_eq!(types, ["Available", "AllInstancesReady", "ConfigValid", "Ready"]);
+    assert_eq!(
+        types,
+        [
+            "Available",
+            "AllInstancesReady",
+            "UpToDate",
+            "ConfigValid",
+            "Ready"
+        ]
+    );
+    assert_contains(
+        &condition(status, "UpToDate"),
+        &json!({"status": "True", "reason": "Current", "message": "3/3 instances run the current template"}),
+    )?;
+    assert_eq!(status["updatedInstances"], 3);
     assert_contains(
         &condition(status, "Ready"),
         &json!({"status": "True", "reason": "Running", "message": "3/3 instances ready"}),
@@ -123,7 +138,7 @@ async fn d69_d72_d75_running_status_endpoints_by_node_and_observed_generation() 
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(conditions.len(), 4);
+    assert_eq!(conditions.len(), 5);
     for c in &conditions {
         assert_eq!(c["observedGeneration"], 2, "{c}");
     }

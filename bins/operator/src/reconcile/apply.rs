@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::primary::LiveChildren;
 use crate::reconcile::converged::is_converged;
 use crate::reconcile::plan::Plan;
+use crate::reconcile::status::rollout;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::DynamicObject;
 use serde_json::Value;
@@ -23,6 +24,8 @@ pub struct Applied {
     pub deleted: Vec<String>,
     /// Children the API server rejected.
     pub rejected: Vec<Rejected>,
+    /// `RolloutStarted` messages: applying the DaemonSet changed its pod template.
+    pub rollouts: Vec<String>,
 }
 
 /// A child the API server refused to apply: a 4xx that retrying the same body cannot fix
@@ -62,6 +65,7 @@ pub async fn apply_children(
     ctx: &Context,
     namespace: &str,
     owner_uid: &str,
+    generation: i64,
     plan: &Plan,
     live: &mut LiveChildren,
 ) -> Result<Applied, Error> {
@@ -107,12 +111,19 @@ pub async fn apply_children(
                 None => return Err(error.into()),
             },
         };
-        if live.contains_key(&key) {
-            applied.updated.push(label);
-        } else {
-            applied.created.push(label);
+        let response = serde_json::to_value(&response)?;
+        match live.get(&key) {
+            Some(before) => {
+                if child.kind == ChildKind::DaemonSet
+                    && let Some(message) = rollout::started_message(before, &response, generation)
+                {
+                    applied.rollouts.push(message);
+                }
+                applied.updated.push(label);
+            }
+            None => applied.created.push(label),
         }
-        live.insert(key, serde_json::to_value(&response)?);
+        live.insert(key, response);
     }
     for (kind, name) in &plan.delete_if_owned {
         let Some(found) = ctx.stores.child(*kind, namespace, name) else {

@@ -241,7 +241,8 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
         )
         .await;
     }
-    let applied = apply::apply_children(ctx, target.namespace, uid, &plan, &mut live).await?;
+    let applied =
+        apply::apply_children(ctx, target.namespace, uid, target.generation, &plan, &mut live).await?;
     // The apply step's Events are sent together with the status write (one round trip, not one
     // each, while the reconcile holds its worker).
     let mut events: Vec<(EventType, &str, String)> = Vec::new();
@@ -254,6 +255,10 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
             tracing::info!(children = ?list, "{reason} children");
             events.push((EventType::Normal, reason, format!("{reason} {}", list.join(", "))));
         }
+    }
+    for message in &applied.rollouts {
+        tracing::info!(%message, "rollout started");
+        events.push((EventType::Normal, reasons::ROLLOUT_STARTED, message.clone()));
     }
     let failure = rejection_report(&applied.rejected);
     for rejected in &applied.rejected {
@@ -277,6 +282,7 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
         &status::now(),
     );
     let stored = obj.status();
+    let completed = K::rollout_completed(stored, &new_status);
     let uid = Uid(uid.to_string());
     if stored == Some(&new_status) {
         ctx.statuses.forget(&uid);
@@ -304,7 +310,18 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
         ),
     )
     .await;
-    written?;
+    // Announced with the write that shows it (a coalesced status is announced when written).
+    if written? && let Some(message) = completed {
+        tracing::info!(%message, "rollout complete");
+        ctx.publish(
+            &target.regarding,
+            target.generation,
+            EventType::Normal,
+            reasons::ROLLOUT_COMPLETE,
+            &message,
+        )
+        .await;
+    }
     match failure {
         // Retried with the per-object backoff: a policy or a quota may change.
         Some(failure) => Err(Error::Rejected(failure.message)),

@@ -3,6 +3,7 @@
 
 use crate::children::ChildKind;
 use crate::error::Error;
+use crate::reconcile::status::rollout::ENGINE_GENERATION_ANNOTATION;
 use lmcache_manifest_renderer::{CoordinatorChildren, EngineChildren};
 use serde::Serialize;
 use serde_json::Value;
@@ -59,10 +60,34 @@ impl Plan {
         Ok(())
     }
 
-    /// DaemonSet, lookup Service, metrics Service, ConfigMap, then the ServiceMonitor.
-    pub fn for_engine(children: &EngineChildren, owner: &str, sm_api: bool) -> Result<Self, Error> {
+    /// DaemonSet, lookup Service, metrics Service, ConfigMap, then the ServiceMonitor. The
+    /// DaemonSet carries the engine's `generation` it is applied for
+    /// ([`ENGINE_GENERATION_ANNOTATION`]), which tells a later template change apart as a spec
+    /// change or an operator upgrade.
+    pub fn for_engine(
+        children: &EngineChildren,
+        owner: &str,
+        generation: i64,
+        sm_api: bool,
+    ) -> Result<Self, Error> {
         let mut plan = Self::default();
         plan.push(ChildKind::DaemonSet, &children.daemon_set)?;
+        if let Some(meta) = plan
+            .apply
+            .last_mut()
+            .and_then(|ds| ds.body.get_mut("metadata"))
+            .and_then(Value::as_object_mut)
+        {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Some(annotations) = annotations.as_object_mut() {
+                annotations.insert(
+                    ENGINE_GENERATION_ANNOTATION.to_string(),
+                    Value::String(generation.to_string()),
+                );
+            }
+        }
         plan.push(ChildKind::Service, &children.service)?;
         plan.push(ChildKind::Service, &children.metrics_service)?;
         plan.push(ChildKind::ConfigMap, &children.config_map)?;

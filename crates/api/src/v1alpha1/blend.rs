@@ -31,6 +31,7 @@ pub const BLEND_CHUNK_SIZE: i32 = 256;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyInstances"}"#,
     printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredInstances"}"#,
+    printcolumn = r#"{"name":"Updated","type":"integer","jsonPath":".status.updatedInstances","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new(NAME_RULE).message(NAME_RULE_MESSAGE),
     crates(kube_core = "::kube::core", k8s_openapi = "::k8s_openapi", schemars = "::schemars")

@@ -56,6 +56,7 @@ pub const HTTP_METRICS_PORT_RULE_MESSAGE: &str =
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyInstances"}"#,
     printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".status.desiredInstances"}"#,
+    printcolumn = r#"{"name":"Updated","type":"integer","jsonPath":".status.updatedInstances","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new(NAME_RULE).message(NAME_RULE_MESSAGE),
     crates(kube_core = "::kube::core", k8s_openapi = "::k8s_openapi", schemars = "::schemars")
@@ -231,6 +232,13 @@ pub struct EngineSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(dive)]
     pub coordinator: Option<CoordinatorConnection>,
+
+    /// How engine pods are replaced when their rendered template changes (a spec change, or an
+    /// operator upgrade that renders a different template). Absent: `RollingUpdate` with
+    /// `maxUnavailable: 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
+    pub update_strategy: Option<super::rollout::UpdateStrategy>,
 }
 
 /// The default `nodeSelector`: GPU nodes.

@@ -4,6 +4,7 @@ mod blend;
 mod common;
 mod coordinator;
 mod engine;
+mod rollout;
 pub(crate) mod schema;
 mod status;
 
@@ -11,4 +12,5 @@ pub use blend::*;
 pub use common::*;
 pub use coordinator::*;
 pub use engine::*;
+pub use rollout::*;
 pub use status::*;

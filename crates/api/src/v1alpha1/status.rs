@@ -18,10 +18,13 @@ pub struct EngineStatus {
     /// Nodes that should run an engine pod (DaemonSet `status.desiredNumberScheduled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_instances: Option<i32>,
+    /// Engine pods running the current pod template (DaemonSet `status.updatedNumberScheduled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_instances: Option<i32>,
     /// One entry per engine pod, sorted by node name, then pod name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Vec<Endpoint>>,
-    /// `Available`, `AllInstancesReady`, `ConfigValid` and, last, `Ready`.
+    /// `Available`, `AllInstancesReady`, `UpToDate`, `ConfigValid` and, last, `Ready`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Option<Vec<Condition>>,
@@ -45,6 +48,9 @@ pub struct Endpoint {
     pub port: i32,
     /// The pod's `Ready` condition is `True`.
     pub ready: bool,
+    /// The pod runs the DaemonSet's current pod template.
+    #[serde(default)]
+    pub up_to_date: bool,
 }
 
 /// Observed state of an LMCacheCoordinator.

@@ -3,6 +3,7 @@
 
 pub mod conditions;
 pub mod pods;
+pub mod rollout;
 
 pub use conditions::{ApplyFailure, Observed, Unit};
 
@@ -77,17 +78,27 @@ pub fn failed_status<S: CommonStatus>(
     status
 }
 
+/// What the status says about an engine's rollout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rollout {
+    /// `status.updatedInstances`.
+    pub updated: i32,
+    /// The `UpToDate` condition.
+    pub up_to_date: rollout::UpToDate,
+}
+
 /// Engine status after a reconcile that applied (or tried to apply) the children.
 pub fn engine_ready_status(
     old: Option<&EngineStatus>,
     observed: &Observed,
     endpoints: Vec<Endpoint>,
+    rollout: &Rollout,
     failure: Option<&ApplyFailure>,
     generation: i64,
     now: &Time,
 ) -> EngineStatus {
     let old_conditions = old.and_then(|s| s.conditions.as_ref());
-    let (phase, conditions) = conditions::usable(
+    let (phase, mut conditions) = conditions::usable(
         old_conditions,
         Unit::Instances,
         observed,
@@ -95,14 +106,57 @@ pub fn engine_ready_status(
         generation,
         now,
     );
+    // `UpToDate` goes right after `AllInstancesReady`, keeping its transition time.
+    let mut up_to_date: Vec<Condition> = old_conditions
+        .into_iter()
+        .flatten()
+        .filter(|c| c.type_ == lmcache_api::constants::conditions::UP_TO_DATE)
+        .cloned()
+        .collect();
+    let UpToDateCondition {
+        status,
+        reason,
+        message,
+    } = &rollout.up_to_date;
+    conditions::set_condition(
+        &mut up_to_date,
+        lmcache_api::constants::conditions::UP_TO_DATE,
+        *status,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    let at = conditions
+        .iter()
+        .position(|c| c.type_ == lmcache_api::constants::conditions::ALL_INSTANCES_READY)
+        .map_or(conditions.len(), |i| i + 1);
+    conditions.splice(at..at, up_to_date);
     EngineStatus {
         phase: Some(phase.to_string()),
         ready_instances: Some(observed.ready),
         desired_instances: Some(observed.desired),
+        updated_instances: Some(rollout.updated),
         endpoints: Some(endpoints),
         conditions: Some(conditions),
         observed_generation: Some(generation),
     }
+}
+
+use rollout::UpToDate as UpToDateCondition;
+
+/// `UpToDate` turned `True` from `False` between the stored and the new status: a rollout
+/// completed (`RolloutComplete`).
+pub fn rollout_completed(old: Option<&EngineStatus>, new: &EngineStatus) -> bool {
+    let up_to_date = |s: Option<&EngineStatus>| {
+        s.and_then(|s| s.conditions.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.type_ == lmcache_api::constants::conditions::UP_TO_DATE)
+            })
+            .map(|c| c.status == "True")
+    };
+    up_to_date(old) == Some(false) && up_to_date(Some(new)) == Some(true)
 }
 
 /// Coordinator status after a reconcile that applied (or tried to apply) the children.
@@ -178,6 +232,13 @@ mod tests {
         Time(Timestamp::from_second(s).unwrap())
     }
 
+    fn current(n: i32) -> Rollout {
+        Rollout {
+            updated: n,
+            up_to_date: rollout::condition(&rollout::DaemonSetRollout::default(), 0, &[]),
+        }
+    }
+
     fn observed(desired: i32, ready: i32) -> Observed {
         Observed {
             desired,
@@ -194,8 +255,17 @@ mod tests {
             pod_name: "p".into(),
             port: 5555,
             ready: true,
+            up_to_date: true,
         };
-        let ok = engine_ready_status(None, &observed(1, 1), vec![ep.clone()], None, 1, &t(10));
+        let ok = engine_ready_status(
+            None,
+            &observed(1, 1),
+            vec![ep.clone()],
+            &current(1),
+            None,
+            1,
+            &t(10),
+        );
         let failed: EngineStatus = failed_status(Some(&ok), "ValidationFailed", "bad", 2, &t(20));
         assert_eq!(failed.phase.as_deref(), Some("Failed"));
         assert_eq!(failed.ready_instances, Some(1));

@@ -32,15 +32,18 @@ pub fn workload_pods(
     out
 }
 
-/// `status.endpoints`: one entry per pod (already filtered and sorted by [`workload_pods`]).
-pub fn endpoints(pods: &[Arc<CachedPod>], port: i32) -> Vec<Endpoint> {
+/// `status.endpoints`: one entry per pod (already filtered and sorted by [`workload_pods`]),
+/// with whether it runs the current template (`up_to_date`, same order).
+pub fn endpoints(pods: &[Arc<CachedPod>], port: i32, up_to_date: &[bool]) -> Vec<Endpoint> {
     pods.iter()
-        .map(|pod| Endpoint {
+        .zip(up_to_date.iter().copied().chain(std::iter::repeat(false)))
+        .map(|(pod, up_to_date)| Endpoint {
             node_name: pod.node_name.clone(),
             host_ip: pod.host_ip.clone(),
             pod_name: pod.name().to_string(),
             port,
             ready: pod.ready,
+            up_to_date,
         })
         .collect()
 }
@@ -167,12 +170,12 @@ mod tests {
         .map(|p| Arc::new(CachedPod::from(p)))
         .collect();
         let own = workload_pods(&pods, "team-a", &selector(), Some("ds"));
-        let eps = endpoints(&own, 5555);
-        let got: Vec<(&str, &str, bool)> = eps
+        let eps = endpoints(&own, 5555, &[true, false]);
+        let got: Vec<(&str, &str, bool, bool)> = eps
             .iter()
-            .map(|e| (e.node_name.as_str(), e.pod_name.as_str(), e.ready))
+            .map(|e| (e.node_name.as_str(), e.pod_name.as_str(), e.ready, e.up_to_date))
             .collect();
-        assert_eq!(got, [("n1", "a", false), ("n2", "b", true)]);
+        assert_eq!(got, [("n1", "a", false, true), ("n2", "b", true, false)]);
         assert_eq!(eps[0].host_ip, "ip-n1");
         assert_eq!(eps[0].port, 5555);
         // Without a controller filter (coordinators), the selector alone decides.
