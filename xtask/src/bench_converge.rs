@@ -224,7 +224,7 @@ fn start_operator(paths: &Paths, args: &Args) -> anyhow::Result<(crate::cluster_
             format!("--max-concurrent-reconciles={}", args.concurrency),
         ],
         // install.yaml's environment, so what is measured is what ships.
-        &[crate::manifests::CONTROLLER_ALLOCATOR_ENV],
+        &[crate::manifests::ALLOCATOR_ENV],
     )?;
     Ok((operator, admin))
 }

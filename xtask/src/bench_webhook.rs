@@ -151,7 +151,8 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
             format!("--health-probe-bind-address={}", admin.health),
             "--shutdown-delay-seconds=0".to_string(),
         ],
-        &[],
+        // install.yaml's environment, so what is measured is what ships.
+        &[crate::manifests::ALLOCATOR_ENV],
     )?;
     let floor = bench::spawn(
         paths,

@@ -17,15 +17,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     lmcache_runtime::install_crypto_provider();
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Inject(args)) => inject(&args),
-        Some(Command::Serve(args)) => serve(args).await,
-        None => serve(cli.serve).await,
-    }
+    let args = match cli.command {
+        Some(Command::Inject(args)) => return inject(&args),
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(args.worker_threads))
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(args))
 }
 
 fn inject(args: &InjectArgs) -> anyhow::Result<()> {
