@@ -151,20 +151,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the operator, the webhook and xtask in release and runs the bench there.
+/// Builds the operator, the webhook and xtask with their release profiles and runs the bench
+/// there.
 fn reexec_release() -> anyhow::Result<()> {
     sh(
         "cargo",
-        &[
-            "build",
-            "--release",
-            "-p",
-            "lmcache-operator",
-            "-p",
-            "lmcache-webhook",
-            "-p",
-            "xtask",
-        ],
+        &["build", "--release", "-p", "lmcache-operator", "-p", "xtask"],
+    )?;
+    let webhook_profile = crate::image::profile_of("lmcache-webhook");
+    sh(
+        "cargo",
+        &["build", "--profile", webhook_profile, "-p", "lmcache-webhook"],
     )?;
     let exe = target_dir().join("release/xtask");
     let mut command = std::process::Command::new(&exe);
@@ -287,9 +284,14 @@ pub fn spawn(
         ("RUST_LOG", String::new()),
     ];
     env.extend(extra_env.iter().map(|(key, value)| (*key, value.to_string())));
+    // Each product binary is in its release profile's directory next to xtask's.
+    let dir = match crate::image::profile_of(program) {
+        "release" => paths.bin.clone(),
+        profile => paths.bin.with_file_name(profile),
+    };
     cluster_proc::spawn(
         name,
-        &paths.bin.join(program),
+        &dir.join(program),
         args,
         &env,
         &paths.logs,
