@@ -37,16 +37,10 @@ pub fn chart_dir() -> PathBuf {
 
 /// Builds helm when it is not cached and returns its path.
 pub fn helm() -> anyhow::Result<PathBuf> {
-    let script = root().join("xtask/scripts/build-helm.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .env("HELM_VERSION", HELM_VERSION)
-        .env("K8S_VERSION", K8S_VERSION)
-        .env("LMCACHE_CACHE_DIR", cache_dir())
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("running {}", script.display()))?;
-    ensure!(status.success(), "{} failed with {status}", script.display());
+    crate::util::run_build_script(
+        "build-helm.sh",
+        &[("HELM_VERSION", HELM_VERSION), ("K8S_VERSION", K8S_VERSION)],
+    )?;
     let helm = cache_dir().join(format!("helm-{HELM_VERSION}/helm"));
     ensure!(
         helm.exists(),

@@ -199,20 +199,15 @@ impl Binaries {
 
     /// Runs the (idempotent) build script; it returns at once when everything is cached.
     pub fn build() -> anyhow::Result<Self> {
-        let script = root().join("xtask/scripts/build-control-plane.sh");
         let started = Instant::now();
-        let status = Command::new("bash")
-            .arg(&script)
-            .env("K8S_VERSION", K8S_VERSION)
-            .env("ETCD_VERSION", ETCD_VERSION)
-            .env("KWOK_VERSION", KWOK_VERSION)
-            .env("LMCACHE_CACHE_DIR", cache_dir())
-            .stdin(Stdio::null())
-            .status()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !status.success() {
-            bail!("{} failed with {status}", script.display());
-        }
+        crate::util::run_build_script(
+            "build-control-plane.sh",
+            &[
+                ("K8S_VERSION", K8S_VERSION),
+                ("ETCD_VERSION", ETCD_VERSION),
+                ("KWOK_VERSION", KWOK_VERSION),
+            ],
+        )?;
         let bins = Self::locate();
         for path in [
             &bins.apiserver,

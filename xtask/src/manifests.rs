@@ -223,6 +223,30 @@ fn pod_security_context() -> Value {
     json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})
 }
 
+/// A namespaced Role `name` with `rules` and its RoleBinding to ServiceAccount `sa`.
+fn role_and_binding(
+    name: &str,
+    ns: &str,
+    component: &str,
+    rules: Vec<Value>,
+    sa: &str,
+) -> [(&'static str, Value); 2] {
+    [
+        (
+            "rbac",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": meta(name, Some(ns), component), "rules": rules}),
+        ),
+        (
+            "rbac",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": meta(name, Some(ns), component),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]}),
+        ),
+    ]
+}
+
 /// Every document of install.yaml, in apply order (operations.md §2).
 pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
     let ns = v.namespace.as_str();
@@ -287,31 +311,21 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         ));
     }
     let le = format!("{PREFIX}-leader-election");
-    docs.push((
-        "rbac",
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": meta(&le, Some(ns), "controller"), "rules": leader_election_rules()}),
-    ));
-    docs.push((
-        "rbac",
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": meta(&le, Some(ns), "controller"),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": le},
-        "subjects": [{"kind": "ServiceAccount", "name": controller, "namespace": ns}]}),
+    docs.extend(role_and_binding(
+        &le,
+        ns,
+        "controller",
+        leader_election_rules(),
+        &controller,
     ));
     if v.tls == Tls::SelfManaged {
         let tls_role = format!("{PREFIX}-webhook-tls");
-        docs.push((
-            "rbac",
-            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": meta(&tls_role, Some(ns), "webhook"), "rules": webhook_tls_rules()}),
-        ));
-        docs.push((
-            "rbac",
-            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": meta(&tls_role, Some(ns), "webhook"),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": tls_role},
-            "subjects": [{"kind": "ServiceAccount", "name": webhook, "namespace": ns}]}),
+        docs.extend(role_and_binding(
+            &tls_role,
+            ns,
+            "webhook",
+            webhook_tls_rules(),
+            &webhook,
         ));
     } else {
         docs.extend(cert_manager_documents(ns, &webhook, domain));

@@ -113,7 +113,7 @@ pub fn engine_ready_status(
         .filter(|c| c.type_ == lmcache_api::constants::conditions::UP_TO_DATE)
         .cloned()
         .collect();
-    let UpToDateCondition {
+    let rollout::UpToDate {
         status,
         reason,
         message,
@@ -142,8 +142,6 @@ pub fn engine_ready_status(
         observed_generation: Some(generation),
     }
 }
-
-use rollout::UpToDate as UpToDateCondition;
 
 /// `UpToDate` turned `True` from `False` between the stored and the new status: a rollout
 /// completed (`RolloutComplete`).
