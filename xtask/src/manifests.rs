@@ -106,6 +106,9 @@ pub fn controller_rules() -> Vec<Value> {
             &["get", "list", "watch", "create", "patch"],
         ),
         rule(&[""], &["pods"], &["get", "list", "watch"]),
+        // Client restarts (`updateStrategy.restartClients`): the Eviction API respects the
+        // clients' PodDisruptionBudgets; the operator never deletes a pod.
+        rule(&[""], &["pods/eviction"], &["create"]),
         rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
         rule(
             &["monitoring.coreos.com"],

@@ -4,12 +4,13 @@
 //! A decoded `Pod`, even with its spec emptied, is ≈ 2 KiB inline plus its strings; at 3000
 //! pods that was 12 MiB of the operator's heap. A [`CachedPod`] is its identity, the values of
 //! the three selector labels (not a label map: a map is a 0.5 KiB node even for three
-//! entries) and the DaemonSet controller's two revision labels, its controller reference, its node, host IP, phase, readiness and — for a pod
-//! that is not ready — the one reason the status names (lifecycle.md §3), computed here once.
+//! entries) and the DaemonSet controller's two revision labels, its controller reference, its
+//! node, host IP, phase, readiness (and since when) and — for a pod that is not ready — the one
+//! reason the status names (lifecycle.md §3), computed here once.
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Resource;
 use lmcache_api::constants::labels;
 use serde::{Deserialize, Deserializer};
@@ -49,6 +50,9 @@ pub struct CachedPod {
     pub phase: Option<String>,
     /// The `Ready` condition is `True`.
     pub ready: bool,
+    /// When the `Ready` condition last turned `True` (its `lastTransitionTime`), for a ready
+    /// pod: client restarts evict the clients that started before it.
+    pub ready_since: Option<Time>,
     /// Why it is not ready (see [`not_ready_reason`]); empty when ready.
     pub reason: String,
 }
@@ -102,7 +106,9 @@ impl From<Pod> for CachedPod {
             spec,
             status,
         } = pod;
-        let ready = status.as_ref().is_some_and(is_ready);
+        let ready_condition = status.as_ref().and_then(ready_condition);
+        let ready = ready_condition.is_some();
+        let ready_since = ready_condition.and_then(|c| c.last_transition_time.clone());
         let reason = if ready {
             String::new()
         } else {
@@ -132,6 +138,7 @@ impl From<Pod> for CachedPod {
             host_ip: status.host_ip.unwrap_or_default(),
             phase: status.phase,
             ready,
+            ready_since,
             reason,
         }
     }
@@ -168,12 +175,13 @@ impl Resource for CachedPod {
     }
 }
 
-fn is_ready(status: &PodStatus) -> bool {
+/// The `Ready` condition, when it is `True`.
+fn ready_condition(status: &PodStatus) -> Option<&PodCondition> {
     status
         .conditions
         .iter()
         .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
+        .find(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// The first thing that explains a not-ready pod: a waiting or terminated container's reason
@@ -271,10 +279,15 @@ mod tests {
     fn a_ready_pod_has_no_reason_and_a_long_one_is_cut() {
         let ready: CachedPod = serde_json::from_value(json!({
             "metadata": {"name": "p"},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True",
+                       "lastTransitionTime": "2026-12-01T10:00:00Z"}]}
         }))
         .unwrap();
         assert!(ready.ready && ready.reason.is_empty());
+        assert_eq!(
+            ready.ready_since.map(|t| t.0.as_second()),
+            Some(1_796_119_200)
+        );
         let long: CachedPod = serde_json::from_value(json!({
             "metadata": {"name": "p"},
             "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",

@@ -2,12 +2,14 @@
 //! per-object state.
 
 use crate::cached_pod::CachedPod;
+use crate::client_cache::{ClientCache, ClientDemand};
 use crate::children::{ChildKind, service_monitor_resource};
 use crate::coordinator_index::CoordinatorIndex;
 use crate::keys::Uid;
 use crate::metrics::Metrics;
 use crate::packed::Packed;
 use crate::pod_index::PodIndex;
+use crate::reconcile::restart::RestartTracker;
 use crate::state::{Backoff, EventLog, StatusCoalescer};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service};
@@ -166,6 +168,9 @@ impl ServiceMonitorApi {
 pub struct Context {
     /// Kubernetes client (its writes are counted by `WriteCounterLayer`).
     pub client: Client,
+    /// The client evictions are sent with: one that does not retry a 429 itself (a refused
+    /// eviction is reported and retried by the restart step).
+    pub eviction_client: Client,
     /// `--cluster-domain`.
     pub cluster_domain: String,
     /// Watch caches.
@@ -184,6 +189,12 @@ pub struct Context {
     pub service_monitor_api: ServiceMonitorApi,
     /// Metrics.
     pub metrics: Metrics,
+    /// vLLM pods wired to engines (filled only while [`Context::client_demand`] wants them).
+    pub clients: ClientCache,
+    /// Engines asking for client restarts.
+    pub client_demand: ClientDemand,
+    /// Which engine pod each node's clients run against, per engine asking for restarts.
+    pub restarts: RestartTracker,
 }
 
 impl Context {
@@ -197,6 +208,7 @@ impl Context {
     ) -> Self {
         let recorder = Recorder::new(client.clone(), Reporter::from(REPORTER));
         Self {
+            eviction_client: client.clone(),
             client,
             cluster_domain: cluster_domain.into(),
             stores,
@@ -207,7 +219,16 @@ impl Context {
             coordinator_index: CoordinatorIndex::default(),
             service_monitor_api,
             metrics,
+            clients: ClientCache::default(),
+            client_demand: ClientDemand::default(),
+            restarts: RestartTracker::default(),
         }
+    }
+
+    /// Sends evictions with `client` (see [`Context::eviction_client`]).
+    pub fn with_eviction_client(mut self, client: Client) -> Self {
+        self.eviction_client = client;
+        self
     }
 
     /// Publishes an Event on `regarding` unless this (reason, message) was already published

@@ -7,6 +7,8 @@
 
 mod cached_pod;
 mod children;
+mod client_cache;
+mod client_pod;
 mod cli;
 mod context;
 mod controllers;

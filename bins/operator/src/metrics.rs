@@ -39,6 +39,21 @@ struct ReconcileLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EvictionLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+/// `result` label values of `lmcache_operator_client_evictions_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvictionResult {
+    /// The Eviction API accepted it.
+    Evicted,
+    /// Refused (429: a PodDisruptionBudget); retried.
+    Refused,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -60,6 +75,7 @@ pub struct Metrics {
     durations: Family<KindLabels, Histogram>,
     objects: Family<KindLabels, Gauge>,
     writes: Family<WriteLabels, Counter>,
+    evictions: Family<EvictionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -69,6 +85,7 @@ impl Default for Metrics {
             durations: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 15))),
             objects: Family::default(),
             writes: Family::default(),
+            evictions: Family::default(),
         }
     }
 }
@@ -96,6 +113,25 @@ impl Metrics {
             "Write requests (POST, PUT, PATCH, DELETE) sent to the Kubernetes API by verb and resource",
             self.writes.clone(),
         );
+        registry.register(
+            "lmcache_operator_client_evictions",
+            "Client pods the operator asked the Eviction API to evict after their engine pod was replaced, by engine kind and result",
+            self.evictions.clone(),
+        );
+    }
+
+    /// Counts `count` eviction requests of client pods of an engine of `kind`.
+    pub fn client_evictions(&self, kind: Kind, result: EvictionResult, count: usize) {
+        let result = match result {
+            EvictionResult::Evicted => "evicted",
+            EvictionResult::Refused => "refused",
+        };
+        self.evictions
+            .get_or_create(&EvictionLabels {
+                kind: kind.as_str(),
+                result,
+            })
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
     }
 
     /// Counts one finished reconcile and its duration.
@@ -163,6 +199,7 @@ mod tests {
         metrics.reconciled(Kind::Engine, ReconcileResult::Success, 0.01);
         metrics.set_objects(Kind::Coordinator, 2);
         metrics.count_write("PATCH", "daemonsets");
+        metrics.client_evictions(Kind::Engine, EvictionResult::Refused, 2);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
@@ -179,6 +216,10 @@ mod tests {
         );
         assert!(
             text.contains(r#"lmcache_operator_api_writes_total{verb="PATCH",kind="daemonsets"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"lmcache_operator_client_evictions_total{kind="LMCacheEngine",result="refused"} 2"#),
             "{text}"
         );
     }

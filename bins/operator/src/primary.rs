@@ -1,5 +1,6 @@
 //! The three custom resource kinds behind one trait, so the reconcile pipeline is written once.
 
+use crate::cached_pod::CachedPod;
 use crate::context::Stores;
 use crate::error::Error;
 use crate::keys::Kind;
@@ -10,7 +11,8 @@ use kube::Resource;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{ObjectRef, Store};
 use lmcache_api::v1alpha1::{
-    CacheBlendEngine, CoordinatorStatus, EngineSpec, EngineStatus, LMCacheCoordinator, LMCacheEngine,
+    CacheBlendEngine, CoordinatorStatus, Endpoint, EngineSpec, EngineStatus, LMCacheCoordinator,
+    LMCacheEngine,
 };
 use lmcache_manifest_renderer::{
     Component, EngineChildren, RenderContext, RenderError, coordinator_url, render_blend_engine,
@@ -21,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 /// Live children by kind and name, as JSON (from the caches, GETs or apply responses).
 pub type LiveChildren = HashMap<(crate::children::ChildKind, String), Value>;
@@ -69,6 +72,18 @@ pub trait Primary:
     /// progress (engines only).
     fn rollout_completed(_old: Option<&Self::Status>, _new: &Self::Status) -> Option<String> {
         None
+    }
+    /// `spec.updateStrategy.restartClients` (engines only).
+    fn restart_clients(&self) -> bool {
+        false
+    }
+    /// The engine's own pods (those of its live DaemonSet), sorted as the status lists them.
+    fn engine_pods(&self, _live: &LiveChildren, _stores: &Stores) -> Vec<Arc<CachedPod>> {
+        Vec::new()
+    }
+    /// `status.endpoints` as stored (engines only).
+    fn stored_endpoints(&self) -> &[Endpoint] {
+        &[]
     }
 }
 
@@ -172,24 +187,9 @@ impl<E: EngineKind> Primary for E {
         generation: i64,
         now: &Time,
     ) -> EngineStatus {
-        let meta = self.meta();
-        let name = meta.name.as_deref().unwrap_or_default();
-        let namespace = meta.namespace.as_deref().unwrap_or_default();
-        let ds = live.get(&(crate::children::ChildKind::DaemonSet, name.to_string()));
+        let ds = live.get(&(crate::children::ChildKind::DaemonSet, name_of(self).to_string()));
         let count = |field: &str| read_count(ds, field);
-        let ds_uid = ds
-            .and_then(|d| d.pointer("/metadata/uid"))
-            .and_then(Value::as_str);
-        // Without a DaemonSet there are no pods of ours (a stray pod with our labels is not one).
-        let own = match ds_uid {
-            Some(uid) => pods::workload_pods(
-                &instance_pods(stores, namespace, name),
-                namespace,
-                &selector_labels(Component::CacheEngine, name),
-                Some(uid),
-            ),
-            None => Vec::new(),
-        };
+        let own = self.engine_pods(live, stores);
         let observed = Observed {
             desired: count("/status/desiredNumberScheduled"),
             ready: count("/status/numberReady"),
@@ -223,6 +223,36 @@ impl<E: EngineKind> Primary for E {
     fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
         E::engine_store(stores)
     }
+    fn restart_clients(&self) -> bool {
+        self.engine()
+            .update_strategy
+            .as_ref()
+            .is_some_and(|s| s.restart_clients)
+    }
+    fn engine_pods(&self, live: &LiveChildren, stores: &Stores) -> Vec<Arc<CachedPod>> {
+        let meta = self.meta();
+        let name = meta.name.as_deref().unwrap_or_default();
+        let namespace = meta.namespace.as_deref().unwrap_or_default();
+        let ds_uid = live
+            .get(&(crate::children::ChildKind::DaemonSet, name.to_string()))
+            .and_then(|d| d.pointer("/metadata/uid"))
+            .and_then(Value::as_str);
+        // Without a DaemonSet there are no pods of ours (a stray pod with our labels is not one).
+        match ds_uid {
+            Some(uid) => pods::workload_pods(
+                &instance_pods(stores, namespace, name),
+                namespace,
+                &selector_labels(Component::CacheEngine, name),
+                Some(uid),
+            ),
+            None => Vec::new(),
+        }
+    }
+    fn stored_endpoints(&self) -> &[Endpoint] {
+        self.engine_status()
+            .and_then(|s| s.endpoints.as_deref())
+            .unwrap_or_default()
+    }
     fn rollout_completed(old: Option<&EngineStatus>, new: &EngineStatus) -> Option<String> {
         status::rollout_completed(old, new).then(|| {
             let updated = new.updated_instances.unwrap_or_default();
@@ -236,11 +266,7 @@ fn name_of<K: Resource>(obj: &K) -> &str {
 }
 
 /// The cached pods of `namespace` labelled `instance: name` (engine or coordinator pods).
-fn instance_pods(
-    stores: &Stores,
-    namespace: &str,
-    name: &str,
-) -> Vec<std::sync::Arc<crate::cached_pod::CachedPod>> {
+fn instance_pods(stores: &Stores, namespace: &str, name: &str) -> Vec<Arc<CachedPod>> {
     stores.pod_index.pods(&stores.pods, namespace, name)
 }
 

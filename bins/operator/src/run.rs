@@ -44,16 +44,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await?;
     let admin = tokio::spawn(admin.serve(shutdown.clone()));
 
-    let client = build_client(&metrics).await?;
+    let clients = build_clients(&metrics).await?;
     let leader = Leader {
         metrics,
         gate,
         liveness,
     };
     let result = if args.leader_elect {
-        run_with_lease(client, &args, leader, shutdown.clone()).await
+        run_with_lease(clients, &args, leader, shutdown.clone()).await
     } else {
-        run_leader(client, &args, leader, shutdown.clone()).await
+        run_leader(clients, &args, leader, shutdown.clone()).await
     };
     readiness.set_draining();
     if result.is_ok() {
@@ -62,14 +62,31 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
-/// A client whose every write is counted.
-pub async fn build_client(metrics: &Metrics) -> anyhow::Result<Client> {
+/// The operator's clients; every write of both is counted.
+pub struct Clients {
+    /// Everything but evictions: retries 429/503/504 itself (kube's default).
+    pub main: Client,
+    /// Evictions: a 429 there is a PodDisruptionBudget's answer, for the operator to report
+    /// and retry on its own schedule, not a reason to hold a reconcile in the client's retries.
+    pub evictions: Client,
+}
+
+/// Both clients, from one configuration.
+pub async fn build_clients(metrics: &Metrics) -> anyhow::Result<Clients> {
     let config = kube::Config::infer()
         .await
         .context("no Kubernetes configuration (in-cluster or KUBECONFIG)")?;
-    Ok(ClientBuilder::try_from(config)?
-        .with_layer(&WriteCounterLayer::new(metrics.clone()))
-        .build())
+    let mut no_retry = config.clone();
+    no_retry.default_retry = false;
+    let build = |config: kube::Config| -> anyhow::Result<Client> {
+        Ok(ClientBuilder::try_from(config)?
+            .with_layer(&WriteCounterLayer::new(metrics.clone()))
+            .build())
+    };
+    Ok(Clients {
+        main: build(config)?,
+        evictions: build(no_retry)?,
+    })
 }
 
 /// What the leader's work reports to: metrics, readiness and liveness.
@@ -80,7 +97,7 @@ struct Leader {
 }
 
 async fn run_with_lease(
-    client: Client,
+    clients: Clients,
     args: &RunArgs,
     leader: Leader,
     shutdown: Shutdown,
@@ -92,7 +109,7 @@ async fn run_with_lease(
     // A standby is ready: it serves probes and metrics while it waits.
     leader.gate.set(true);
     let (mut leading, lease_task) =
-        leader::start(client.clone(), &namespace, leader::Timings::default()).await?;
+        leader::start(clients.main.clone(), &namespace, leader::Timings::default()).await?;
     tracing::info!(namespace, lease = leader::LEASE_NAME, "waiting for leadership");
     tokio::select! {
         () = shutdown.requested() => return Ok(()),
@@ -102,7 +119,7 @@ async fn run_with_lease(
     leader.gate.set(false);
     let mut lost = leading.clone();
     let result = tokio::select! {
-        result = run_leader(client, args, leader, shutdown) => result,
+        result = run_leader(clients, args, leader, shutdown) => result,
         _ = lost.wait_for(|l| !*l) => bail!(
             "lost the leader Lease {namespace}/{} (not renewed within the renew deadline, or taken over); exiting",
             leader::LEASE_NAME
@@ -118,7 +135,7 @@ async fn run_with_lease(
 }
 
 async fn run_leader(
-    client: Client,
+    clients: Clients,
     args: &RunArgs,
     leader: Leader,
     shutdown: Shutdown,
@@ -128,16 +145,20 @@ async fn run_leader(
         gate,
         liveness,
     } = leader;
+    let client = clients.main;
     let writers = Writers::default();
     let stores = writers.stores();
     let sm_api = ServiceMonitorApi::new(service_monitor_api_served(&client).await.unwrap_or(false));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        args.cluster_domain.clone(),
-        stores.clone(),
-        sm_api,
-        metrics,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            args.cluster_domain.clone(),
+            stores.clone(),
+            sm_api,
+            metrics,
+        )
+        .with_eviction_client(clients.evictions),
+    );
     let (triggers, streams) = Triggers::channel();
     spawn_watches(
         &client,

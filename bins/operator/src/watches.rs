@@ -1,7 +1,8 @@
 //! The watches. Each kind is watched once (children and pods with the `managed-by` label
 //! selector, MT-11); every event updates that kind's cache and is mapped to the custom resources
 //! it concerns, which are sent to the matching controller's trigger channel. Deletions are
-//! mapped too, so a deleted child is recreated, and they drop per-object state (MT-2).
+//! mapped too, so a deleted child is recreated, and they drop per-object state (MT-2). The
+//! client pod watch (`client_cache`) runs only while an engine asks for client restarts.
 
 use crate::cached_pod::CachedPod;
 use crate::children::{service_monitor_gvk, service_monitor_resource};
@@ -256,8 +257,10 @@ pub(crate) fn primary_hook<K: Primary>(
             watcher::Event::Apply(obj) => {
                 if let Some(key) = key_of(obj) {
                     if K::KIND != Kind::Coordinator {
-                        let reference = obj.0.as_ref().ok().and_then(|o| o.coordinator_ref());
-                        ctx.coordinator_index.set(&key, reference);
+                        let usable = obj.0.as_ref().ok();
+                        ctx.coordinator_index.set(&key, usable.and_then(|o| o.coordinator_ref()));
+                        ctx.client_demand
+                            .set(&key, usable.is_some_and(|o| o.restart_clients()));
                     }
                     triggers.send(&key);
                 }
@@ -273,9 +276,11 @@ pub(crate) fn primary_hook<K: Primary>(
                     ctx.events.forget(&uid);
                     ctx.backoff.reset(&uid);
                     ctx.statuses.forget(&uid);
+                    ctx.restarts.forget(&uid);
                 }
                 if let Some(key) = key_of(obj) {
                     ctx.coordinator_index.remove(&key);
+                    ctx.client_demand.set(&key, false);
                 }
                 if K::KIND == Kind::Coordinator {
                     if let Some(key) = coordinator_key(obj.meta()) {
@@ -294,6 +299,13 @@ pub(crate) fn primary_hook<K: Primary>(
                         objects.iter().filter_map(|o| {
                             Some((key_of(&**o)?, o.0.as_ref().ok().and_then(|o| o.coordinator_ref())))
                         }),
+                    );
+                    ctx.client_demand.rebuild(
+                        K::KIND,
+                        objects
+                            .iter()
+                            .filter(|o| o.0.as_ref().is_ok_and(|o| o.restart_clients()))
+                            .filter_map(|o| key_of(&**o)),
                     );
                 }
                 prune_state(&ctx);
@@ -351,6 +363,7 @@ fn prune_state(ctx: &Context) {
     ctx.events.retain(|uid| live.contains(uid));
     ctx.backoff.retain(|uid| live.contains(uid));
     ctx.statuses.retain(|uid| live.contains(uid));
+    ctx.restarts.retain(|uid| live.contains(uid));
 }
 
 /// Spawns one watch task owning its writer.
@@ -457,6 +470,12 @@ pub fn spawn_watches(
         "pods",
         health,
     );
+    tokio::spawn(crate::client_cache::watch_clients(
+        client.clone(),
+        ctx.clients.clone(),
+        ctx.client_demand.clone(),
+        health.check("client pods"),
+    ));
     tokio::spawn(watch_service_monitors(
         client.clone(),
         service_monitors,

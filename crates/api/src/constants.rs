@@ -137,6 +137,12 @@ pub mod reasons {
     pub const ROLLOUT_STARTED: &str = "RolloutStarted";
     /// Event: `UpToDate` turned `True` after a rollout.
     pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
+    /// Event: client pods on a node were evicted after its engine pod was replaced
+    /// (`updateStrategy.restartClients`).
+    pub const CLIENTS_RESTARTED: &str = "ClientsRestarted";
+    /// Warning Event: the Eviction API refused to evict a client pod (a PodDisruptionBudget);
+    /// retried with a backoff.
+    pub const CLIENT_RESTART_BLOCKED: &str = "ClientRestartBlocked";
 }
 
 /// Phase values.

@@ -1,12 +1,14 @@
 //! The reconcile pipeline, one module per step:
 //! [`dereference`] → validate → resolve the coordinator → [`plan`] (render) → [`ownership`] →
-//! [`apply`] → [`status`]. Only dereference, ownership, apply and status talk to the API.
+//! [`apply`] → [`restart`] (engines asking for client restarts) → [`status`]. Only
+//! dereference, ownership, apply, restart and status talk to the API.
 
 pub mod apply;
 pub mod converged;
 pub mod dereference;
 pub mod ownership;
 pub mod plan;
+pub mod restart;
 pub mod status;
 
 use crate::context::Context;
@@ -273,7 +275,25 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
         ctx.publish(&target.regarding, target.generation, *type_, reason, message)
     }));
 
-    // 7. Status (also after a rejection: the user must see it), coalesced while it moves.
+    // 7. Client restarts, for engines asking for them (rollouts.md §4).
+    let uid = Uid(uid.to_string());
+    let restart_after = if obj.restart_clients() {
+        let engine = restart::Engine {
+            kind: K::KIND,
+            namespace: target.namespace,
+            name: target.name,
+            uid: &uid,
+            generation: target.generation,
+            regarding: &target.regarding,
+        };
+        let pods = obj.engine_pods(&live, &ctx.stores);
+        restart::restart_clients(ctx, &engine, &pods, obj.stored_endpoints()).await?
+    } else {
+        ctx.restarts.forget(&uid);
+        None
+    };
+
+    // 8. Status (also after a rejection: the user must see it), coalesced while it moves.
     let new_status = obj.ready_status(
         &live,
         &ctx.stores,
@@ -283,7 +303,6 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
     );
     let stored = obj.status();
     let completed = K::rollout_completed(stored, &new_status);
-    let uid = Uid(uid.to_string());
     if stored == Some(&new_status) {
         ctx.statuses.forget(&uid);
     } else {
@@ -293,6 +312,7 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
             .decide(&uid, serde_json::to_value(&new_status)?, urgent, Instant::now());
         if let StatusWrite::After(after) = write {
             publish_events.await;
+            let after = restart_after.map_or(after, |r| r.min(after));
             return Ok(Outcome::StatusPending(after));
         }
     }
@@ -322,10 +342,12 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
         )
         .await;
     }
-    match failure {
+    match (failure, restart_after) {
         // Retried with the per-object backoff: a policy or a quota may change.
-        Some(failure) => Err(Error::Rejected(failure.message)),
-        None => Ok(Outcome::Converged),
+        (Some(failure), _) => Err(Error::Rejected(failure.message)),
+        // A refused eviction, retried with its own backoff.
+        (None, Some(after)) => Ok(Outcome::StatusPending(after)),
+        (None, None) => Ok(Outcome::Converged),
     }
 }
 

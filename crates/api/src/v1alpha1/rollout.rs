@@ -34,6 +34,13 @@ pub struct UpdateStrategy {
     /// Settings of `RollingUpdate`; only with that type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolling_update: Option<RollingUpdate>,
+    /// After the engine pod on a node was replaced and the new one is Ready, evict (through the
+    /// Eviction API, so PodDisruptionBudgets are respected) the vLLM pods in this namespace on
+    /// that node that were wired to this engine and started before it became Ready: a vLLM
+    /// pod does not recover from losing its cache server, its controller recreates it. Pods on
+    /// other nodes are never touched. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_clients: bool,
 }
 
 /// `spec.updateStrategy.type`.
