@@ -175,8 +175,8 @@ pub struct Context {
     pub cluster_domain: String,
     /// Watch caches.
     pub stores: Stores,
-    /// The one Event recorder.
-    pub recorder: Recorder,
+    /// Who the operator's Events are reported by.
+    pub reporter: Reporter,
     /// (reason, message) pairs already published per object generation.
     pub events: EventLog,
     /// Per-object error backoff.
@@ -206,13 +206,12 @@ impl Context {
         service_monitor_api: ServiceMonitorApi,
         metrics: Metrics,
     ) -> Self {
-        let recorder = Recorder::new(client.clone(), Reporter::from(REPORTER));
         Self {
             eviction_client: client.clone(),
             client,
             cluster_domain: cluster_domain.into(),
             stores,
-            recorder,
+            reporter: Reporter::from(REPORTER),
             events: EventLog::default(),
             backoff: Backoff::default(),
             statuses: StatusCoalescer::default(),
@@ -253,7 +252,12 @@ impl Context {
             action: "Reconcile".to_string(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
+        // A recorder per Event: kube's recorder folds every Event of the same object, reason
+        // and type within six minutes into one series that keeps the first note, so a second
+        // `RolloutStarted` or `ClientsRestarted` with another message would only bump a count.
+        // Repeats of one message are already dropped above, per generation.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(error) = recorder.publish(&event, regarding).await {
             self.events.unmark(&uid, reason, message);
             tracing::warn!(
                 namespace = regarding.namespace.as_deref().unwrap_or_default(),

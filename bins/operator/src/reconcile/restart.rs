@@ -188,7 +188,7 @@ pub fn retry_after(refused: u32) -> Duration {
 enum Evicted {
     /// Accepted (or the pod was already gone).
     Done,
-    /// Refused with 429 (a PodDisruptionBudget): the server's message.
+    /// Refused with 429 (a PodDisruptionBudget) or 403 (not allowed): the server's message.
     Refused(String),
 }
 
@@ -206,7 +206,11 @@ async fn evict(ctx: &Context, client: &ClientPod) -> Result<Evicted, Error> {
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(Evicted::Done),
         // A uid precondition that no longer holds: the judged pod is gone.
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(Evicted::Done),
-        Err(kube::Error::Api(status)) if status.code == 429 => Ok(Evicted::Refused(status.message)),
+        // 429: a PodDisruptionBudget allows no disruption now. 403: RBAC without
+        // `pods/eviction` (or an admission policy); reported the same way, not retried faster.
+        Err(kube::Error::Api(status)) if status.code == 429 || status.code == 403 => {
+            Ok(Evicted::Refused(status.message))
+        }
         Err(error) => Err(error.into()),
     }
 }

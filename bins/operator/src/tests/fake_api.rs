@@ -168,6 +168,27 @@ impl FakeApi {
                 if let Some(status) = existing.as_ref().and_then(|e| e.get("status")) {
                     obj["status"] = status.clone();
                 }
+                if target.plural == "daemonsets" {
+                    // As the API server: the template generation moves only when the pod
+                    // template changes.
+                    let template_generation = |o: &Value| {
+                        o.pointer("/metadata/annotations/deprecated.daemonset.template.generation")
+                            .and_then(Value::as_str)
+                            .and_then(|g| g.parse::<i64>().ok())
+                    };
+                    let next = match &existing {
+                        None => 1,
+                        Some(e) => {
+                            let current = template_generation(e).unwrap_or(1);
+                            if e["spec"]["template"] == obj["spec"]["template"] { current } else { current + 1 }
+                        }
+                    };
+                    if !obj["metadata"]["annotations"].is_object() {
+                        obj["metadata"]["annotations"] = json!({});
+                    }
+                    obj["metadata"]["annotations"]["deprecated.daemonset.template.generation"] =
+                        json!(next.to_string());
+                }
                 state.objects.insert(key, obj.clone());
                 (StatusCode::OK, obj)
             }

@@ -151,7 +151,8 @@ async fn drift_is_repaired_and_foreign_additions_are_left_alone() {
             "PATCH /api/v1/namespaces/default/services/my-cache",
         ]
     );
-    assert_eq!(event_reasons(&h), ["Normal Updated"]);
+    // Restoring the pod template rolls the engine pods (as the edit did).
+    assert_eq!(event_reasons(&h), ["Normal Updated", "Normal RolloutStarted"]);
     let ds = h.fake.get("daemonsets", "default", "my-cache").unwrap();
     assert_eq!(ds["spec"]["template"]["spec"]["hostIPC"], true);
 
@@ -1089,4 +1090,49 @@ async fn status_writes_are_coalesced_while_pods_come_up() {
     h.reconcile_and_sync::<LMCacheEngine>("default", "my-cache").await;
     assert_eq!(status_writes(&h.fake.take_requests()), 1);
     assert_eq!(h.status(ENGINES, "default", "my-cache")["phase"], "Degraded");
+}
+
+/// The `RolloutStarted` Events sent since the last take.
+fn rollout_messages(h: &Harness) -> Vec<String> {
+    h.fake
+        .take_events()
+        .iter()
+        .filter(|e| e["reason"] == "RolloutStarted")
+        .map(|e| e["note"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// L4: a template change for the same generation is an operator upgrade; one with a new
+/// generation is a spec change. The DaemonSet as an earlier operator version left it stands for
+/// that version's renderer output: the same engine generation (its annotation), another template.
+#[tokio::test]
+async fn l4_rollout_started_tells_an_operator_upgrade_from_a_spec_change() {
+    let mut h = converged_engine().await;
+    let ds = h.fake.get("daemonsets", "default", "my-cache").unwrap();
+    assert_eq!(ds["metadata"]["annotations"]["lmcache.ai/engine-generation"], "1");
+    assert_eq!(ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "1");
+
+    // What the previous operator version rendered for generation 1: other args.
+    h.fake.edit("daemonsets", "default", "my-cache", |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["--old-default"]);
+    });
+    h.sync();
+    h.reconcile_and_sync::<LMCacheEngine>("default", "my-cache").await;
+    assert_eq!(
+        rollout_messages(&h),
+        ["DaemonSet my-cache: the operator rendered a different pod template for the same generation 1 (operator upgrade, or an edit of the DaemonSet reverted); RollingUpdate: at most 1 engine pods unavailable at a time"]
+    );
+    // Re-applying the same template is not a rollout.
+    h.reconcile_and_sync::<LMCacheEngine>("default", "my-cache").await;
+    assert!(rollout_messages(&h).is_empty());
+
+    // A spec change that changes the template names both generations.
+    h.update_spec(ENGINES, "default", "my-cache", json!({"l1": {"sizeGB": 61}, "updateStrategy": {"type": "OnDelete"}}));
+    h.reconcile_and_sync::<LMCacheEngine>("default", "my-cache").await;
+    assert_eq!(
+        rollout_messages(&h),
+        ["DaemonSet my-cache: generation 1 -> 2 changed the pod template; OnDelete: each engine pod is replaced when it is deleted"]
+    );
+    let ds = h.fake.get("daemonsets", "default", "my-cache").unwrap();
+    assert_eq!(ds["metadata"]["annotations"]["lmcache.ai/engine-generation"], "2");
 }

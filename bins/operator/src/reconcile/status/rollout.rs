@@ -154,7 +154,7 @@ pub fn started_message(before: &Value, applied: &Value, generation: i64) -> Opti
         .unwrap_or_default();
     let cause = match annotation(before, ENGINE_GENERATION_ANNOTATION) {
         Some(last) if last == generation.to_string() => format!(
-            "the operator rendered a different pod template for the same generation {generation} (operator upgrade)"
+            "the operator rendered a different pod template for the same generation {generation} (operator upgrade, or an edit of the DaemonSet reverted)"
         ),
         Some(last) => format!("generation {last} -> {generation} changed the pod template"),
         None => format!("the pod template changed at generation {generation}"),
@@ -288,7 +288,7 @@ mod tests {
         let on_delete = json!({"type": "OnDelete"});
         assert_eq!(
             started_message(&before, &applied("2", "3", on_delete), 3).unwrap(),
-            "DaemonSet cache: the operator rendered a different pod template for the same generation 3 (operator upgrade); OnDelete: each engine pod is replaced when it is deleted"
+            "DaemonSet cache: the operator rendered a different pod template for the same generation 3 (operator upgrade, or an edit of the DaemonSet reverted); OnDelete: each engine pod is replaced when it is deleted"
         );
         let percent = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%"}});
         assert!(
