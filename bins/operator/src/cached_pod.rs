@@ -284,10 +284,7 @@ mod tests {
         }))
         .unwrap();
         assert!(ready.ready && ready.reason.is_empty());
-        assert_eq!(
-            ready.ready_since.map(|t| t.0.as_second()),
-            Some(1_796_119_200)
-        );
+        assert_eq!(ready.ready_since.map(|t| t.0.as_second()), Some(1_796_119_200));
         let long: CachedPod = serde_json::from_value(json!({
             "metadata": {"name": "p"},
             "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",

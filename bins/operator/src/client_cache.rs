@@ -9,9 +9,9 @@
 use crate::client_pod::ClientPod;
 use crate::keys::{Kind, ObjectKey};
 use futures::StreamExt;
+use kube::Client;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::Client;
 use lmcache_runtime::LivenessCheck;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -213,16 +213,16 @@ pub async fn watch_clients(client: Client, cache: ClientCache, demand: ClientDem
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     fn pod(namespace: &str, name: &str, node: &str, engine: Option<&str>) -> ClientPod {
-        let annotations = engine.map_or(json!({}), |e| {
-            json!({"lmcache.ai/lmcache-injected": "true", "lmcache.ai/lmcache-engine": e})
-        });
+        let annotations = engine.map_or(
+            json!({}),
+            |e| json!({"lmcache.ai/lmcache-injected": "true", "lmcache.ai/lmcache-engine": e}),
+        );
         serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
             "spec": {"nodeName": node}
@@ -234,9 +234,19 @@ mod tests {
     fn keeps_only_clients_by_namespace_and_node() {
         let cache = ClientCache::default();
         cache.apply(watcher::Event::Init);
-        cache.apply(watcher::Event::InitApply(pod("team-a", "a0", "n0", Some("cache"))));
+        cache.apply(watcher::Event::InitApply(pod(
+            "team-a",
+            "a0",
+            "n0",
+            Some("cache"),
+        )));
         cache.apply(watcher::Event::InitApply(pod("team-a", "other", "n0", None)));
-        cache.apply(watcher::Event::InitApply(pod("team-b", "b0", "n0", Some("cache"))));
+        cache.apply(watcher::Event::InitApply(pod(
+            "team-b",
+            "b0",
+            "n0",
+            Some("cache"),
+        )));
         assert!(!cache.is_synced());
         cache.apply(watcher::Event::InitDone);
         assert!(cache.is_synced());
@@ -247,7 +257,11 @@ mod tests {
                 .map(|p| p.name().to_string())
                 .collect()
         };
-        assert_eq!(names(&cache, "team-a", "n0"), ["a0"], "team-b's pod of an engine named alike is not team-a's");
+        assert_eq!(
+            names(&cache, "team-a", "n0"),
+            ["a0"],
+            "team-b's pod of an engine named alike is not team-a's"
+        );
         assert!(names(&cache, "team-a", "n1").is_empty());
         // A pod that loses its wiring leaves; a deleted one too.
         cache.apply(watcher::Event::Apply(pod("team-a", "a0", "n0", None)));

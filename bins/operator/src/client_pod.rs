@@ -276,19 +276,31 @@ mod tests {
                                  {"name": "c", "configMap": {"name": "settings"}}]},
             "status": {"phase": "Running", "startTime": "2026-12-01T10:00:00Z"}
         }));
-        assert_eq!((pod.name(), pod.namespace(), pod.uid()), ("vllm-0", "team-a", "u1"));
+        assert_eq!(
+            (pod.name(), pod.namespace(), pod.uid()),
+            ("vllm-0", "team-a", "u1")
+        );
         assert_eq!(pod.meta().resource_version.as_deref(), Some("7"));
         assert!(pod.meta().labels.is_none() && pod.meta().annotations.is_none());
         assert_eq!(pod.node_name, "gpu-node-0");
         assert_eq!(pod.started.as_ref().map(|t| t.0.as_second()), Some(1_796_119_200));
         assert_eq!(
             pod.wiring,
-            [Wiring::Connection("cache".into()), Wiring::ConfigMap("other".into())]
+            [
+                Wiring::Connection("cache".into()),
+                Wiring::ConfigMap("other".into())
+            ]
         );
         assert!(pod.is_live());
         assert!(pod.is_client_of(Kind::Engine, "cache"));
-        assert!(!pod.is_client_of(Kind::BlendEngine, "cache"), "the connection webhook wires LMCacheEngines");
-        assert!(pod.is_client_of(Kind::BlendEngine, "other"), "a mounted ConfigMap wires either kind");
+        assert!(
+            !pod.is_client_of(Kind::BlendEngine, "cache"),
+            "the connection webhook wires LMCacheEngines"
+        );
+        assert!(
+            pod.is_client_of(Kind::BlendEngine, "other"),
+            "a mounted ConfigMap wires either kind"
+        );
         assert!(!pod.is_client_of(Kind::Engine, "settings"));
     }
 
@@ -308,12 +320,17 @@ mod tests {
                                          "lmcache.ai/cacheblend-engine": "blend"}}
         }));
         assert!(blend.is_client_of(Kind::BlendEngine, "blend") && !blend.is_client_of(Kind::Engine, "blend"));
-        assert_eq!(blend.started.map(|t| t.0.as_second()), Some(1_796_119_200), "creation time without a start time");
+        assert_eq!(
+            blend.started.map(|t| t.0.as_second()),
+            Some(1_796_119_200),
+            "creation time without a start time"
+        );
     }
 
     #[test]
     fn terminating_and_finished_pods_are_not_live() {
-        let terminating = decode(json!({"metadata": {"name": "p", "deletionTimestamp": "2026-12-01T10:00:00Z"}}));
+        let terminating =
+            decode(json!({"metadata": {"name": "p", "deletionTimestamp": "2026-12-01T10:00:00Z"}}));
         let finished = decode(json!({"metadata": {"name": "p"}, "status": {"phase": "Succeeded"}}));
         let null_annotations = decode(json!({"metadata": {"name": "p", "annotations": null}}));
         assert!(!terminating.is_live() && !finished.is_live() && null_annotations.is_live());

@@ -2,14 +2,15 @@
 //! per-object state.
 
 use crate::cached_pod::CachedPod;
-use crate::client_cache::{ClientCache, ClientDemand};
 use crate::children::{ChildKind, service_monitor_resource};
+use crate::client_cache::{ClientCache, ClientDemand};
 use crate::coordinator_index::CoordinatorIndex;
 use crate::keys::Uid;
 use crate::metrics::Metrics;
 use crate::packed::Packed;
 use crate::pod_index::PodIndex;
 use crate::reconcile::restart::RestartTracker;
+use crate::resync_queue::ResyncQueue;
 use crate::state::{Backoff, EventLog, StatusCoalescer};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service};
@@ -21,6 +22,9 @@ use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheCoordinator, LMCacheEngine}
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::watch;
+
+/// Resyncs in flight when nothing else says (see `run`: twice the reconcile slots).
+const DEFAULT_RESYNC_BUDGET: usize = 8;
 
 /// Name the operator reports Events under.
 pub const REPORTER: &str = "lmcache-operator";
@@ -195,6 +199,8 @@ pub struct Context {
     pub client_demand: ClientDemand,
     /// Which engine pod each node's clients run against, per engine asking for restarts.
     pub restarts: RestartTracker,
+    /// Low-priority reconciles (resyncs); a reconcile reports itself done here.
+    pub resyncs: Arc<ResyncQueue>,
 }
 
 impl Context {
@@ -221,7 +227,14 @@ impl Context {
             clients: ClientCache::default(),
             client_demand: ClientDemand::default(),
             restarts: RestartTracker::default(),
+            resyncs: Arc::new(ResyncQueue::new(DEFAULT_RESYNC_BUDGET)),
         }
+    }
+
+    /// Uses `resyncs` (the queue the triggers push resyncs into).
+    pub fn with_resyncs(mut self, resyncs: Arc<ResyncQueue>) -> Self {
+        self.resyncs = resyncs;
+        self
     }
 
     /// Sends evictions with `client` (see [`Context::eviction_client`]).

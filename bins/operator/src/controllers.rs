@@ -2,6 +2,7 @@
 //! watches, see `watches`) and by its own requeues; its cache is the shared watch cache.
 
 use crate::context::Context;
+use crate::keys::ObjectKey;
 use crate::primary::Primary;
 use crate::reconcile::{error_policy, reconcile};
 use crate::watches::{TriggerRef, TriggerStreams};
@@ -48,17 +49,25 @@ async fn run_one<K: Primary>(
     .reconcile_on(triggers)
     .with_config(Config::default().concurrency(concurrency))
     .graceful_shutdown_on(stop_rx.map(|_| ()))
-    .run(reconcile::<K>, error_policy::<K>, ctx)
-    .for_each(|result| async move {
-        match result {
-            Ok(_) => {}
-            // Logged with its object by the error policy.
-            Err(controller::Error::ReconcilerFailed(..)) => {}
-            // A trigger for an object that is gone (or of the other engine kind): nothing to do.
-            Err(controller::Error::ObjectNotFound(obj)) => {
-                tracing::trace!(object = %obj, "trigger for an object not in the cache")
+    .run(reconcile::<K>, error_policy::<K>, ctx.clone())
+    .for_each(|result| {
+        let ctx = ctx.clone();
+        async move {
+            match result {
+                Ok(_) => {}
+                // Logged with its object by the error policy.
+                Err(controller::Error::ReconcilerFailed(..)) => {}
+                // A trigger for an object that is gone (or of the other engine kind): nothing to
+                // do, and a resync of it is over.
+                Err(controller::Error::ObjectNotFound(obj)) => {
+                    tracing::trace!(object = %obj, "trigger for an object not in the cache");
+                    if let Some(namespace) = &obj.namespace {
+                        ctx.resyncs
+                            .done(&ObjectKey::new(K::KIND, namespace.clone(), obj.name.clone()));
+                    }
+                }
+                Err(error) => tracing::warn!(%error, kind = %K::KIND, "controller error"),
             }
-            Err(error) => tracing::warn!(%error, kind = %K::KIND, "controller error"),
         }
     })
     .await;

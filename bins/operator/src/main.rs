@@ -7,9 +7,9 @@
 
 mod cached_pod;
 mod children;
+mod cli;
 mod client_cache;
 mod client_pod;
-mod cli;
 mod context;
 mod controllers;
 mod coordinator_index;
@@ -24,6 +24,7 @@ mod pod_index;
 mod primary;
 mod reconcile;
 mod render_cmd;
+mod resync_queue;
 mod run;
 mod slim;
 mod state;

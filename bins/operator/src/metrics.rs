@@ -219,7 +219,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"lmcache_operator_client_evictions_total{kind="LMCacheEngine",result="refused"} 2"#),
+            text.contains(
+                r#"lmcache_operator_client_evictions_total{kind="LMCacheEngine",result="refused"} 2"#
+            ),
             "{text}"
         );
     }

@@ -5,6 +5,7 @@ use crate::context::{Context, ServiceMonitorApi, Writers};
 use crate::controllers::run_controllers;
 use crate::leader;
 use crate::metrics::Metrics;
+use crate::resync_queue::ResyncQueue;
 use crate::watches::{
     Triggers, WatchHealth, recheck_service_monitor_api, service_monitor_api_served, spawn_watches,
 };
@@ -149,6 +150,9 @@ async fn run_leader(
     let writers = Writers::default();
     let stores = writers.stores();
     let sm_api = ServiceMonitorApi::new(service_monitor_api_served(&client).await.unwrap_or(false));
+    // Resyncs in flight: enough to keep every reconcile slot busy, few enough that a change
+    // waits behind at most this many.
+    let resyncs = Arc::new(ResyncQueue::new(2 * usize::from(args.max_concurrent_reconciles)));
     let ctx = Arc::new(
         Context::new(
             client.clone(),
@@ -157,9 +161,11 @@ async fn run_leader(
             sm_api,
             metrics,
         )
-        .with_eviction_client(clients.evictions),
+        .with_eviction_client(clients.evictions)
+        .with_resyncs(resyncs.clone()),
     );
-    let (triggers, streams) = Triggers::channel();
+    let (triggers, streams) = Triggers::channel(resyncs);
+    tokio::spawn(triggers.clone().feed_resyncs());
     spawn_watches(
         &client,
         writers,

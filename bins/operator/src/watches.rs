@@ -12,6 +12,8 @@ use crate::mapping::{engines_of_coordinator, engines_of_pod, owner_of};
 use crate::packed::Packed;
 use crate::pod_index::PodIndex;
 use crate::primary::Primary;
+use crate::reconcile::status::CommonStatus;
+use crate::resync_queue::ResyncQueue;
 use crate::slim;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
@@ -34,12 +36,14 @@ use std::time::Duration;
 /// Trigger channel item of the controller for `K`.
 pub type TriggerRef<K> = ObjectRef<DeserializeGuard<K>>;
 
-/// Senders into the three controllers' trigger channels.
+/// Senders into the three controllers' trigger channels, and the low-priority queue of
+/// resyncs in front of them ([`ResyncQueue`]).
 #[derive(Clone)]
 pub struct Triggers {
     engines: UnboundedSender<TriggerRef<LMCacheEngine>>,
     blend_engines: UnboundedSender<TriggerRef<CacheBlendEngine>>,
     coordinators: UnboundedSender<TriggerRef<LMCacheCoordinator>>,
+    resyncs: Arc<ResyncQueue>,
 }
 
 /// The receiving ends, one per controller.
@@ -53,8 +57,8 @@ pub struct TriggerStreams {
 }
 
 impl Triggers {
-    /// Connected senders and receivers.
-    pub fn channel() -> (Self, TriggerStreams) {
+    /// Connected senders and receivers; resyncs wait in `resyncs`.
+    pub fn channel(resyncs: Arc<ResyncQueue>) -> (Self, TriggerStreams) {
         let (e_tx, e_rx) = unbounded();
         let (b_tx, b_rx) = unbounded();
         let (c_tx, c_rx) = unbounded();
@@ -63,6 +67,7 @@ impl Triggers {
                 engines: e_tx,
                 blend_engines: b_tx,
                 coordinators: c_tx,
+                resyncs,
             },
             TriggerStreams {
                 engines: e_rx,
@@ -96,12 +101,26 @@ impl Triggers {
         }
     }
 
-    /// Asks for a reconcile of every cached custom resource.
-    pub fn send_all(&self, stores: &Stores) {
+    /// Asks for a low-priority reconcile of `key` (a resync: nothing is known to have changed).
+    pub fn resync(&self, key: ObjectKey) {
+        self.resyncs.push(key);
+    }
+
+    /// Asks for a low-priority reconcile of every cached custom resource.
+    pub fn resync_all(&self, stores: &Stores) {
         for key in all_keys(&stores.engines)
             .chain(all_keys(&stores.blend_engines))
             .chain(all_keys(&stores.coordinators))
         {
+            self.resync(key);
+        }
+    }
+
+    /// Hands the queued resyncs to the controllers as their budget allows; runs until the
+    /// process ends.
+    pub async fn feed_resyncs(self) {
+        loop {
+            let key = self.resyncs.next().await;
             self.send(&key);
         }
     }
@@ -211,7 +230,7 @@ pub(crate) fn child_hook<K: Resource<DynamicType = D> + Clone, D: Eq + Hash + Cl
                 triggers.send(&owner);
             }
         }
-        watcher::Event::InitDone => triggers.send_all(&stores),
+        watcher::Event::InitDone => triggers.resync_all(&stores),
         watcher::Event::Init | watcher::Event::InitApply(_) => {}
     }
 }
@@ -239,7 +258,7 @@ pub(crate) fn pod_hook(
             index.rebuild(store);
             for pod in store.state() {
                 for key in engines_of_pod(&pod) {
-                    triggers.send(&key);
+                    triggers.resync(key);
                 }
             }
         }
@@ -258,7 +277,8 @@ pub(crate) fn primary_hook<K: Primary>(
                 if let Some(key) = key_of(obj) {
                     if K::KIND != Kind::Coordinator {
                         let usable = obj.0.as_ref().ok();
-                        ctx.coordinator_index.set(&key, usable.and_then(|o| o.coordinator_ref()));
+                        ctx.coordinator_index
+                            .set(&key, usable.and_then(|o| o.coordinator_ref()));
                         ctx.client_demand
                             .set(&key, usable.is_some_and(|o| o.restart_clients()));
                     }
@@ -314,12 +334,18 @@ pub(crate) fn primary_hook<K: Primary>(
                 }
                 for obj in &objects {
                     if let Some(key) = key_of(&**obj) {
-                        triggers.send(&key);
+                        // A spec the operator has not acted on yet (changed while it was not
+                        // watching) is a change, not a resync.
+                        if spec_unobserved(obj) {
+                            triggers.send(&key);
+                        } else {
+                            triggers.resync(key);
+                        }
                     }
                     if K::KIND == Kind::Coordinator {
                         url_changed(&ctx, obj);
                         for engine in engines_of_coordinator(&ctx.coordinator_index, obj.meta()) {
-                            triggers.send(&engine);
+                            triggers.resync(engine);
                         }
                     }
                 }
@@ -328,6 +354,17 @@ pub(crate) fn primary_hook<K: Primary>(
         }
         ctx.metrics.set_objects(K::KIND, store.len());
     }
+}
+
+/// `metadata.generation` differs from `status.observedGeneration` (or there is no status yet).
+fn spec_unobserved<K: Primary>(obj: &DeserializeGuard<K>) -> bool {
+    let observed = obj
+        .0
+        .as_ref()
+        .ok()
+        .and_then(|o| o.status())
+        .and_then(|s| s.observed_generation());
+    observed.is_none() || observed != obj.meta().generation
 }
 
 fn coordinator_key(meta: &kube::core::ObjectMeta) -> Option<crate::keys::CoordinatorKey> {
@@ -538,7 +575,7 @@ pub async fn recheck_service_monitor_api(
             && ctx.service_monitor_api.set(available)
         {
             tracing::info!("ServiceMonitor API now available; reconciling everything");
-            triggers.send_all(&ctx.stores);
+            triggers.resync_all(&ctx.stores);
         }
     }
 }

@@ -269,12 +269,18 @@ fn evictions(audit: &AuditLog, mark: Mark) -> anyhow::Result<Vec<(String, i64, S
     Ok(audit
         .events_since(mark, OPERATOR_USER)?
         .iter()
-        .filter(|e| e["objectRef"]["subresource"] == "eviction" || e["objectRef"]["resource"] == "pods" && e["verb"] == "delete")
+        .filter(|e| {
+            e["objectRef"]["subresource"] == "eviction"
+                || e["objectRef"]["resource"] == "pods" && e["verb"] == "delete"
+        })
         .map(|e| {
             (
                 e["objectRef"]["name"].as_str().unwrap_or_default().to_string(),
                 e["responseStatus"]["code"].as_i64().unwrap_or_default(),
-                e["requestReceivedTimestamp"].as_str().unwrap_or_default().to_string(),
+                e["requestReceivedTimestamp"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
         .collect())
@@ -316,8 +322,10 @@ async fn l3_restart_clients_evicts_exactly_the_client_on_the_replaced_node() -> 
         }
     })
     .await?;
-    s.apply_manifest(&client_deployment("client-a", "gpu-node-0", name)).await?;
-    s.apply_manifest(&client_deployment("client-b", "gpu-node-1", name)).await?;
+    s.apply_manifest(&client_deployment("client-a", "gpu-node-0", name))
+        .await?;
+    s.apply_manifest(&client_deployment("client-b", "gpu-node-1", name))
+        .await?;
     let a = running_client(&s, "client-a").await?;
     let b = running_client(&s, "client-b").await?;
     let mark = audit.mark()?;
@@ -332,7 +340,9 @@ async fn l3_restart_clients_evicts_exactly_the_client_on_the_replaced_node() -> 
         .await?;
     let message = restarted["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains(&format!("on node gpu-node-0 and is Ready; evicted 1 client pod started before: {a_name}")),
+        message.contains(&format!(
+            "on node gpu-node-0 and is Ready; evicted 1 client pod started before: {a_name}"
+        )),
         "{message}"
     );
     let a2 = s
@@ -342,10 +352,17 @@ async fn l3_restart_clients_evicts_exactly_the_client_on_the_replaced_node() -> 
         })
         .await?;
     // The node's other engine pods and client-b are untouched.
-    assert_eq!(uid(&running_client(&s, "client-b").await?), uid(&b), "client-b was restarted");
+    assert_eq!(
+        uid(&running_client(&s, "client-b").await?),
+        uid(&b),
+        "client-b was restarted"
+    );
     let requests = evictions(&audit, mark)?;
     assert_eq!(
-        requests.iter().map(|(pod, code, _)| (pod.as_str(), *code)).collect::<Vec<_>>(),
+        requests
+            .iter()
+            .map(|(pod, code, _)| (pod.as_str(), *code))
+            .collect::<Vec<_>>(),
         [(a_name.as_str(), 201)],
         "the operator evicted or deleted other pods: {requests:?}"
     );
@@ -369,7 +386,13 @@ async fn l3_restart_clients_evicts_exactly_the_client_on_the_replaced_node() -> 
     .await?;
     s.wait("the PDB's status", || async {
         let pdb = s
-            .kubectl(&["get", "pdb", "client-a", "-o", "jsonpath={.status.observedGeneration}/{.status.expectedPods}"])
+            .kubectl(&[
+                "get",
+                "pdb",
+                "client-a",
+                "-o",
+                "jsonpath={.status.observedGeneration}/{.status.expectedPods}",
+            ])
             .await?;
         Ok((pdb.trim() == "1/1").then_some(()))
     })
@@ -391,10 +414,17 @@ async fn l3_restart_clients_evicts_exactly_the_client_on_the_replaced_node() -> 
     );
     // Retried (5 s, then 10 s) and refused each time; the pod keeps running.
     tokio::time::sleep(std::time::Duration::from_secs(7)).await;
-    assert_eq!(uid(&running_client(&s, "client-a").await?), uid(&a2), "the PDB was bypassed");
+    assert_eq!(
+        uid(&running_client(&s, "client-a").await?),
+        uid(&a2),
+        "the PDB was bypassed"
+    );
     let refused = evictions(&audit, mark)?;
     assert!(
-        refused.len() >= 2 && refused.iter().all(|(pod, code, _)| *pod == a2_name && *code == 429),
+        refused.len() >= 2
+            && refused
+                .iter()
+                .all(|(pod, code, _)| *pod == a2_name && *code == 429),
         "expected repeated refused evictions of {a2_name} only: {refused:?}"
     );
     // The retries back off (5 s, then 10 s), whatever else triggers the engine meanwhile.
@@ -411,7 +441,24 @@ async fn l3_restart_clients_evicts_exactly_the_client_on_the_replaced_node() -> 
         Ok((uid(&pod) != uid(&a2)).then_some(()))
     })
     .await?;
-    assert_eq!(uid(&running_client(&s, "client-b").await?), uid(&b), "client-b was restarted");
+    // Its own Event, with its own message (not folded into the first restart's).
+    s.wait("ClientsRestarted naming the second client", || async {
+        let events = s.events(name, "ClientsRestarted").await?;
+        Ok(events
+            .iter()
+            .any(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.ends_with(&format!("started before: {a2_name}")))
+            })
+            .then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        uid(&running_client(&s, "client-b").await?),
+        uid(&b),
+        "client-b was restarted"
+    );
     let all = evictions(&audit, mark)?;
     assert!(
         all.iter().all(|(pod, _, _)| *pod == a2_name) && all.iter().any(|(_, code, _)| *code == 201),

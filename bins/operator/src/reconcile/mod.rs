@@ -13,7 +13,7 @@ pub mod status;
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::keys::Uid;
+use crate::keys::{ObjectKey, Uid};
 use crate::metrics::ReconcileResult;
 use crate::primary::{Primary, resolve_coordinator};
 use crate::state::StatusWrite;
@@ -94,6 +94,10 @@ pub async fn reconcile<K: Primary>(
             error => Err(error),
         });
     let _entered = span.enter();
+    if let (Some(namespace), Some(name)) = (&meta.namespace, &meta.name) {
+        ctx.resyncs
+            .done(&ObjectKey::new(K::KIND, namespace.clone(), name.clone()));
+    }
     let result = outcome.as_ref().map_or(ReconcileResult::Error, |o| o.metric());
     ctx.metrics
         .reconciled(K::KIND, result, started.elapsed().as_secs_f64());

@@ -65,7 +65,10 @@ impl RestartTracker {
 
     /// Forgets an engine (deleted, or no longer asking for restarts).
     pub fn forget(&self, uid: &Uid) {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).remove(uid);
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(uid);
     }
 
     /// Keeps only the engines `keep` accepts.
@@ -418,33 +421,61 @@ mod tests {
     #[test]
     fn a_new_engine_restarts_nothing() {
         let mut nodes = HashMap::new();
-        let pods = [engine_pod("e-a", "n0", Some(T0), false), engine_pod("e-b", "n1", None, false)];
+        let pods = [
+            engine_pod("e-a", "n0", Some(T0), false),
+            engine_pod("e-b", "n1", None, false),
+        ];
         assert!(replacements(&mut nodes, &pods, &[]).is_empty());
         assert_eq!(nodes["n0"].serving, "e-a");
         assert_eq!(nodes["n1"].serving, "e-b");
         // The same pods again, now all Ready: still nothing.
-        let ready = [engine_pod("e-a", "n0", Some(T0), false), engine_pod("e-b", "n1", Some(T0), false)];
+        let ready = [
+            engine_pod("e-a", "n0", Some(T0), false),
+            engine_pod("e-b", "n1", Some(T0), false),
+        ];
         assert!(replacements(&mut nodes, &ready, &[]).is_empty());
     }
 
     #[test]
     fn a_replaced_pod_counts_once_it_is_ready_and_only_on_its_node() {
         let mut nodes = HashMap::new();
-        let before = [engine_pod("e-a", "n0", Some(T0), false), engine_pod("e-b", "n1", Some(T0), false)];
+        let before = [
+            engine_pod("e-a", "n0", Some(T0), false),
+            engine_pod("e-b", "n1", Some(T0), false),
+        ];
         assert!(replacements(&mut nodes, &before, &[]).is_empty());
         // The DaemonSet controller deletes e-a and creates e-c on n0.
-        let terminating = [engine_pod("e-a", "n0", Some(T0), true), engine_pod("e-b", "n1", Some(T0), false)];
+        let terminating = [
+            engine_pod("e-a", "n0", Some(T0), true),
+            engine_pod("e-b", "n1", Some(T0), false),
+        ];
         assert!(replacements(&mut nodes, &terminating, &[]).is_empty());
-        let starting = [engine_pod("e-c", "n0", None, false), engine_pod("e-b", "n1", Some(T0), false)];
-        assert!(replacements(&mut nodes, &starting, &[]).is_empty(), "not Ready yet");
-        let ready = [engine_pod("e-c", "n0", Some(T1), false), engine_pod("e-b", "n1", Some(T0), false)];
+        let starting = [
+            engine_pod("e-c", "n0", None, false),
+            engine_pod("e-b", "n1", Some(T0), false),
+        ];
+        assert!(
+            replacements(&mut nodes, &starting, &[]).is_empty(),
+            "not Ready yet"
+        );
+        let ready = [
+            engine_pod("e-c", "n0", Some(T1), false),
+            engine_pod("e-b", "n1", Some(T0), false),
+        ];
         let found = replacements(&mut nodes, &ready, &[]);
         assert_eq!(found.len(), 1);
         assert_eq!(
-            (found[0].node.as_str(), found[0].old_pod.as_str(), found[0].new_pod.as_str()),
+            (
+                found[0].node.as_str(),
+                found[0].old_pod.as_str(),
+                found[0].new_pod.as_str()
+            ),
             ("n0", "e-a", "e-c")
         );
-        assert_eq!(found[0].ready_since.as_ref().map(|t| t.0.to_string()), Some(T1.to_string()));
+        assert_eq!(
+            found[0].ready_since.as_ref().map(|t| t.0.to_string()),
+            Some(T1.to_string())
+        );
         // Until the restart step records it, the replacement stays due.
         assert_eq!(replacements(&mut nodes, &ready, &[]).len(), 1);
     }
@@ -454,10 +485,16 @@ mod tests {
         // The operator restarted while e-a on n0 was being replaced by e-c.
         let mut nodes = HashMap::new();
         let stored = [endpoint("n0", "e-a"), endpoint("n1", "e-b")];
-        let now = [engine_pod("e-c", "n0", Some(T1), false), engine_pod("e-b", "n1", Some(T0), false)];
+        let now = [
+            engine_pod("e-c", "n0", Some(T1), false),
+            engine_pod("e-b", "n1", Some(T0), false),
+        ];
         let found = replacements(&mut nodes, &now, &stored);
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].old_pod.as_str(), found[0].new_pod.as_str()), ("e-a", "e-c"));
+        assert_eq!(
+            (found[0].old_pod.as_str(), found[0].new_pod.as_str()),
+            ("e-a", "e-c")
+        );
     }
 
     #[test]
@@ -478,7 +515,10 @@ mod tests {
             client("unknown", None),
         ];
         let older = |r: &Replacement| -> Vec<String> {
-            older_clients(&clients, r).iter().map(|c| c.name().to_string()).collect()
+            older_clients(&clients, r)
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect()
         };
         assert_eq!(older(&replacement), ["old", "same-second", "unknown"]);
         // A retry takes only the refused ones of the first attempt.

@@ -180,7 +180,11 @@ impl FakeApi {
                         None => 1,
                         Some(e) => {
                             let current = template_generation(e).unwrap_or(1);
-                            if e["spec"]["template"] == obj["spec"]["template"] { current } else { current + 1 }
+                            if e["spec"]["template"] == obj["spec"]["template"] {
+                                current
+                            } else {
+                                current + 1
+                            }
                         }
                     };
                     if !obj["metadata"]["annotations"].is_object() {

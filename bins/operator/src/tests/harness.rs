@@ -71,7 +71,7 @@ impl Harness {
         // Statuses are written at once here; `with_status_coalescing` tests the real timing.
         ctx.statuses = StatusCoalescer::with_timing(Duration::ZERO, Duration::ZERO);
         let ctx = Arc::new(ctx);
-        let (triggers, streams) = Triggers::channel();
+        let (triggers, streams) = Triggers::channel(ctx.resyncs.clone());
         Self {
             fake,
             writers,
@@ -206,9 +206,13 @@ impl Harness {
             .unwrap_or(Value::Null)
     }
 
-    /// Drains the trigger channels: every key sent since the last call.
+    /// Drains the trigger channels and the resync queue: every key sent since the last call.
     pub fn take_triggers(&mut self) -> Vec<String> {
         let mut out = Vec::new();
+        while let Some(key) = self.ctx.resyncs.try_next() {
+            self.ctx.resyncs.done(&key);
+            out.push(key.to_string());
+        }
         while let Ok(r) = self.streams.engines.try_recv() {
             out.push(format!(
                 "LMCacheEngine {}/{}",

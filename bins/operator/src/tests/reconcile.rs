@@ -1110,7 +1110,10 @@ async fn l4_rollout_started_tells_an_operator_upgrade_from_a_spec_change() {
     let mut h = converged_engine().await;
     let ds = h.fake.get("daemonsets", "default", "my-cache").unwrap();
     assert_eq!(ds["metadata"]["annotations"]["lmcache.ai/engine-generation"], "1");
-    assert_eq!(ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "1");
+    assert_eq!(
+        ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"],
+        "1"
+    );
 
     // What the previous operator version rendered for generation 1: other args.
     h.fake.edit("daemonsets", "default", "my-cache", |d| {
@@ -1120,19 +1123,64 @@ async fn l4_rollout_started_tells_an_operator_upgrade_from_a_spec_change() {
     h.reconcile_and_sync::<LMCacheEngine>("default", "my-cache").await;
     assert_eq!(
         rollout_messages(&h),
-        ["DaemonSet my-cache: the operator rendered a different pod template for the same generation 1 (operator upgrade, or an edit of the DaemonSet reverted); RollingUpdate: at most 1 engine pods unavailable at a time"]
+        [
+            "DaemonSet my-cache: the operator rendered a different pod template for the same generation 1 (operator upgrade, or an edit of the DaemonSet reverted); RollingUpdate: at most 1 engine pods unavailable at a time"
+        ]
     );
     // Re-applying the same template is not a rollout.
     h.reconcile_and_sync::<LMCacheEngine>("default", "my-cache").await;
     assert!(rollout_messages(&h).is_empty());
 
     // A spec change that changes the template names both generations.
-    h.update_spec(ENGINES, "default", "my-cache", json!({"l1": {"sizeGB": 61}, "updateStrategy": {"type": "OnDelete"}}));
+    h.update_spec(
+        ENGINES,
+        "default",
+        "my-cache",
+        json!({"l1": {"sizeGB": 61}, "updateStrategy": {"type": "OnDelete"}}),
+    );
     h.reconcile_and_sync::<LMCacheEngine>("default", "my-cache").await;
     assert_eq!(
         rollout_messages(&h),
-        ["DaemonSet my-cache: generation 1 -> 2 changed the pod template; OnDelete: each engine pod is replaced when it is deleted"]
+        [
+            "DaemonSet my-cache: generation 1 -> 2 changed the pod template; OnDelete: each engine pod is replaced when it is deleted"
+        ]
     );
     let ds = h.fake.get("daemonsets", "default", "my-cache").unwrap();
     assert_eq!(ds["metadata"]["annotations"]["lmcache.ai/engine-generation"], "2");
+}
+
+/// After a relist every custom resource is reconciled, but as a resync: queued behind changes
+/// (the controllers get at most a few at a time). A change goes to its controller at once, and
+/// so does an engine whose spec changed while nobody watched (its generation is ahead of its
+/// `observedGeneration`).
+#[tokio::test]
+async fn relist_reconciles_are_resyncs_queued_behind_changes() {
+    let mut h = converged_engine().await;
+    h.create(ENGINES, "LMCacheEngine", "default", "unseen", minimal());
+    h.update_spec(ENGINES, "default", "my-cache", json!({"l1": {"sizeGB": 61}}));
+    h.create(ENGINES, "LMCacheEngine", "team-a", "steady", minimal());
+    h.reconcile_and_sync::<LMCacheEngine>("team-a", "steady").await;
+    h.take_triggers();
+
+    // A relist of every watch (the operator restarted).
+    h.sync();
+    let mut direct = Vec::new();
+    while let Ok(r) = h.streams.engines.try_recv() {
+        direct.push(format!("{}/{}", r.namespace.unwrap_or_default(), r.name));
+    }
+    direct.sort();
+    direct.dedup();
+    assert_eq!(direct, ["default/my-cache", "default/unseen"]);
+    let mut queued = Vec::new();
+    while let Some(key) = h.ctx.resyncs.try_next() {
+        h.ctx.resyncs.done(&key);
+        queued.push(key.to_string());
+    }
+    // The two changed ones may be queued too (a child list asks for everything); the steady
+    // engine is only there.
+    assert!(
+        queued.contains(&"LMCacheEngine team-a/steady".to_string()),
+        "{queued:?}"
+    );
+    assert_eq!(queued.len(), 3, "each key once: {queued:?}");
 }

@@ -34,6 +34,8 @@ pub trait CommonStatus: Clone + Default {
     fn phase_mut(&mut self) -> &mut Option<String>;
     /// `status.observedGeneration`.
     fn observed_generation_mut(&mut self) -> &mut Option<i64>;
+    /// `status.observedGeneration`.
+    fn observed_generation(&self) -> Option<i64>;
 }
 
 impl CommonStatus for EngineStatus {
@@ -46,6 +48,9 @@ impl CommonStatus for EngineStatus {
     fn observed_generation_mut(&mut self) -> &mut Option<i64> {
         &mut self.observed_generation
     }
+    fn observed_generation(&self) -> Option<i64> {
+        self.observed_generation
+    }
 }
 
 impl CommonStatus for CoordinatorStatus {
@@ -57,6 +62,9 @@ impl CommonStatus for CoordinatorStatus {
     }
     fn observed_generation_mut(&mut self) -> &mut Option<i64> {
         &mut self.observed_generation
+    }
+    fn observed_generation(&self) -> Option<i64> {
+        self.observed_generation
     }
 }
 
