@@ -363,6 +363,7 @@ fn running_status(
             condition(conditions::CONFIG_VALID, reasons::VALID, reasons::VALID_MESSAGE),
         ]),
         observed_generation: Some(generation),
+        missed_injections: None,
     }
 }
 

@@ -321,6 +321,15 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         leader_election_rules(),
         &controller,
     ));
+    // The missed-injection watchdog repairs only while the webhook's Service has a ready
+    // endpoint, read from its EndpointSlices (never by dialling the webhook).
+    docs.extend(role_and_binding(
+        &format!("{PREFIX}-webhook-readiness"),
+        ns,
+        "controller",
+        vec![rule(&["discovery.k8s.io"], &["endpointslices"], &["list"])],
+        &controller,
+    ));
     if v.tls == Tls::SelfManaged {
         let tls_role = format!("{PREFIX}-webhook-tls");
         docs.extend(role_and_binding(
@@ -347,6 +356,7 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         "--metrics-bind-address=:8080".into(),
         "--health-probe-bind-address=:8081".into(),
         format!("--cluster-domain={domain}"),
+        format!("--webhook-service={ns}/{webhook}"),
         "--log-level=info".into(),
     ];
     let mut controller_container = hardened_container(
@@ -629,7 +639,7 @@ mod tests {
             .collect()
     }
 
-    const HEAD: [&str; 14] = [
+    const HEAD: [&str; 16] = [
         "Namespace/lmcache-operator-system",
         "CustomResourceDefinition/lmcacheengines.lmcache.lmcache.ai",
         "CustomResourceDefinition/cacheblendengines.lmcache.lmcache.ai",
@@ -644,6 +654,8 @@ mod tests {
         "ClusterRoleBinding/lmcache-operator-webhook",
         "Role/lmcache-operator-leader-election",
         "RoleBinding/lmcache-operator-leader-election",
+        "Role/lmcache-operator-webhook-readiness",
+        "RoleBinding/lmcache-operator-webhook-readiness",
     ];
     const TAIL: [&str; 5] = [
         "Service/lmcache-operator-webhook",

@@ -88,6 +88,16 @@ pub struct RunArgs {
     /// after leadership began, or a watch has failed for this long without a success.
     #[arg(long, env = "LMCACHE_OPERATOR_LIVENESS_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub liveness_timeout: Duration,
+
+    /// An opted-in pod without its webhook's marks this old was admitted without the webhook
+    /// (a missed injection: reported, and repaired for engines with `injection.repairMissed`).
+    #[arg(long, env = "LMCACHE_OPERATOR_MISSED_INJECTION_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub missed_injection_grace: Duration,
+
+    /// `<namespace>/<name>` of the webhook's Service: missed injections are repaired only
+    /// while an EndpointSlice of it has a ready endpoint. Unset: they are only reported.
+    #[arg(long, env = "LMCACHE_OPERATOR_WEBHOOK_SERVICE")]
+    pub webhook_service: Option<crate::watchdog::WebhookService>,
 }
 
 /// Flags of `render`.

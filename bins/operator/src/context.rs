@@ -7,11 +7,13 @@ use crate::client_cache::{ClientCache, ClientDemand};
 use crate::coordinator_index::CoordinatorIndex;
 use crate::keys::Uid;
 use crate::metrics::Metrics;
+use crate::opt_in::OptInCache;
 use crate::packed::Packed;
 use crate::pod_index::PodIndex;
 use crate::reconcile::restart::RestartTracker;
 use crate::resync_queue::ResyncQueue;
 use crate::state::{Backoff, EventLog, StatusCoalescer};
+use crate::watchdog::MissedCounts;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service};
 use kube::Client;
@@ -52,6 +54,10 @@ pub struct Stores {
     pub pods: Store<CachedPod>,
     /// The pods of each engine and coordinator.
     pub pod_index: PodIndex,
+    /// Opted-in pods the webhooks left unmarked (the missed-injection watchdog's input).
+    pub opt_in: OptInCache,
+    /// Missed injections per engine (`status.missedInjections`).
+    pub missed: MissedCounts,
 }
 
 /// The write handles matching [`Stores`], fed by the watches (or by tests).
@@ -76,6 +82,10 @@ pub struct Writers {
     pub pods: Writer<CachedPod>,
     /// See [`Stores::pod_index`] (shared with the stores).
     pub pod_index: PodIndex,
+    /// See [`Stores::opt_in`] (shared with the stores).
+    pub opt_in: OptInCache,
+    /// See [`Stores::missed`] (shared with the stores).
+    pub missed: MissedCounts,
 }
 
 impl Default for Writers {
@@ -91,6 +101,8 @@ impl Default for Writers {
             service_monitors: Writer::new(service_monitor_resource()),
             pods: Writer::default(),
             pod_index: PodIndex::default(),
+            opt_in: OptInCache::default(),
+            missed: MissedCounts::default(),
         }
     }
 }
@@ -109,6 +121,8 @@ impl Writers {
             service_monitors: self.service_monitors.as_reader(),
             pods: self.pods.as_reader(),
             pod_index: self.pod_index.clone(),
+            opt_in: self.opt_in.clone(),
+            missed: self.missed.clone(),
         }
     }
 }

@@ -76,6 +76,7 @@ pub struct Metrics {
     objects: Family<KindLabels, Gauge>,
     writes: Family<WriteLabels, Counter>,
     evictions: Family<EvictionLabels, Counter>,
+    missed_injections: Gauge,
 }
 
 impl Default for Metrics {
@@ -86,6 +87,7 @@ impl Default for Metrics {
             objects: Family::default(),
             writes: Family::default(),
             evictions: Family::default(),
+            missed_injections: Gauge::default(),
         }
     }
 }
@@ -118,6 +120,17 @@ impl Metrics {
             "Client pods the operator asked the Eviction API to evict after their engine pod was replaced, by engine kind and result",
             self.evictions.clone(),
         );
+        registry.register(
+            "lmcache_operator_missed_injections",
+            "Pods opted into a webhook (lmcache.ai/cacheblend-inject or lmcache.ai/lmcache-inject) that were admitted without it and run without LMCache",
+            self.missed_injections.clone(),
+        );
+    }
+
+    /// Sets the number of missed injections (pods opted into a webhook, admitted without it).
+    pub fn set_missed_injections(&self, count: usize) {
+        self.missed_injections
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Counts `count` eviction requests of client pods of an engine of `kind`.
@@ -200,6 +213,7 @@ mod tests {
         metrics.set_objects(Kind::Coordinator, 2);
         metrics.count_write("PATCH", "daemonsets");
         metrics.client_evictions(Kind::Engine, EvictionResult::Refused, 2);
+        metrics.set_missed_injections(3);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(

@@ -210,7 +210,7 @@ impl<E: EngineKind> Primary for E {
             up_to_date: rollout::condition(&ds_rollout, observed.desired, &outdated),
         };
         let endpoints = pods::endpoints(&own, self.engine().server.port, &up_to_date);
-        status::engine_ready_status(
+        let mut status = status::engine_ready_status(
             self.engine_status(),
             &observed,
             endpoints,
@@ -218,7 +218,16 @@ impl<E: EngineKind> Primary for E {
             failure,
             generation,
             now,
-        )
+        );
+        let meta = self.meta();
+        if let (Some(namespace), Some(name)) = (&meta.namespace, &meta.name) {
+            status.missed_injections = stores.missed.get(&crate::keys::ObjectKey::new(
+                E::ENGINE_KIND,
+                namespace.clone(),
+                name.clone(),
+            ));
+        }
+        status
     }
     fn store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
         E::engine_store(stores)

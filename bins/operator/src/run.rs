@@ -166,6 +166,7 @@ async fn run_leader(
     );
     let (triggers, streams) = Triggers::channel(resyncs);
     tokio::spawn(triggers.clone().feed_resyncs());
+    let watchdog_triggers = triggers.clone();
     spawn_watches(
         &client,
         writers,
@@ -200,6 +201,15 @@ async fn run_leader(
         synced = synced => synced.context("a watch stopped before its initial list")?,
     }
     listed.ok();
+    tokio::spawn(crate::watchdog::run(
+        ctx.clone(),
+        stores.opt_in.clone(),
+        watchdog_triggers,
+        crate::watchdog::Settings {
+            grace: args.missed_injection_grace,
+            webhook_service: args.webhook_service.clone(),
+        },
+    ));
     gate.set(true);
     tracing::info!("watch caches synced; controllers running");
     let controllers = run_controllers(ctx, streams, args.max_concurrent_reconciles, shutdown.clone());

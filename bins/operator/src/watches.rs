@@ -2,13 +2,15 @@
 //! selector, MT-11); every event updates that kind's cache and is mapped to the custom resources
 //! it concerns, which are sent to the matching controller's trigger channel. Deletions are
 //! mapped too, so a deleted child is recreated, and they drop per-object state (MT-2). The
-//! client pod watch (`client_cache`) runs only while an engine asks for client restarts.
+//! client pod watch (`client_cache`) runs only while an engine asks for client restarts; two
+//! metadata watches of the pods opted into each webhook feed the missed-injection watchdog.
 
 use crate::cached_pod::CachedPod;
 use crate::children::{service_monitor_gvk, service_monitor_resource};
 use crate::context::{Context, Stores, Writers};
 use crate::keys::{Kind, ObjectKey, Uid};
 use crate::mapping::{engines_of_coordinator, engines_of_pod, owner_of};
+use crate::opt_in::OptIn;
 use crate::packed::Packed;
 use crate::pod_index::PodIndex;
 use crate::primary::Primary;
@@ -18,9 +20,9 @@ use crate::slim;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::Api;
-use kube::core::{DeserializeGuard, DynamicObject};
+use kube::core::{DeserializeGuard, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
@@ -437,6 +439,8 @@ pub fn spawn_watches(
         service_monitors,
         pods,
         pod_index: _,
+        opt_in,
+        missed: _,
     } = writers;
     let all = watcher::Config::default().page_size(LIST_PAGE_SIZE);
     spawn_watch(
@@ -507,6 +511,32 @@ pub fn spawn_watches(
         "pods",
         health,
     );
+    for which in OptIn::ALL {
+        let check = health.check(match which {
+            OptIn::Blend => "pods opted into the CacheBlend webhook",
+            OptIn::Connection => "pods opted into the connection webhook",
+        });
+        let config = watcher::Config::default()
+            .labels(&which.selector())
+            .page_size(LIST_PAGE_SIZE);
+        let stream = watcher(Api::<PartialObjectMeta<Pod>>::all(client.clone()), config).default_backoff();
+        let cache = opt_in.clone();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(event) => {
+                        check.ok();
+                        cache.apply(which, event);
+                    }
+                    Err(error) => {
+                        check.failing();
+                        tracing::warn!(watch = which.label(), %error, "opted-in pod watch error");
+                    }
+                }
+            }
+        });
+    }
     tokio::spawn(crate::client_cache::watch_clients(
         client.clone(),
         ctx.clients.clone(),

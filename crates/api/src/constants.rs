@@ -143,6 +143,14 @@ pub mod reasons {
     /// Warning Event: the Eviction API refused to evict a client pod (a PodDisruptionBudget);
     /// retried with a backoff.
     pub const CLIENT_RESTART_BLOCKED: &str = "ClientRestartBlocked";
+    /// Warning Event (on the pod and its engine): a pod opted into a webhook was admitted
+    /// without it.
+    pub const INJECTION_MISSED: &str = "InjectionMissed";
+    /// Event: a missed pod was evicted so its controller recreates it through the webhook
+    /// (`injection.repairMissed`).
+    pub const MISSED_INJECTION_REPAIRED: &str = "MissedInjectionRepaired";
+    /// Warning Event: the Eviction API refused to evict a missed pod; retried.
+    pub const MISSED_INJECTION_REPAIR_BLOCKED: &str = "MissedInjectionRepairBlocked";
 }
 
 /// Phase values.

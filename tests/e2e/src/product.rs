@@ -50,9 +50,12 @@ impl Process {
         let mut args = vec![
             "run".to_string(),
             format!("--health-probe-bind-address={health}"),
-            "--metrics-bind-address=0".to_string(),
             "--log-format=plain".to_string(),
         ];
+        // No metrics listener unless a test asks for one.
+        if !extra.iter().any(|a| a.starts_with("--metrics-bind-address")) {
+            args.push("--metrics-bind-address=0".to_string());
+        }
         args.extend(extra.iter().map(|a| a.to_string()));
         Self::start(
             name,

@@ -14,11 +14,11 @@ use crate::cached_pod::CachedPod;
 use crate::client_pod::ClientPod;
 use crate::context::Context;
 use crate::error::Error;
+use crate::eviction::{Evicted, evict};
 use crate::keys::{Kind, Uid};
 use crate::metrics::EvictionResult;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, EvictParams};
 use kube::runtime::events::EventType;
 use lmcache_api::constants::reasons;
 use lmcache_api::v1alpha1::Endpoint;
@@ -187,37 +187,6 @@ pub fn retry_after(refused: u32) -> Duration {
         .min(MAX_RETRY)
 }
 
-/// What evicting one client did.
-enum Evicted {
-    /// Accepted (or the pod was already gone).
-    Done,
-    /// Refused with 429 (a PodDisruptionBudget) or 403 (not allowed): the server's message.
-    Refused(String),
-}
-
-async fn evict(ctx: &Context, client: &ClientPod) -> Result<Evicted, Error> {
-    let api: Api<Pod> = Api::namespaced(ctx.eviction_client.clone(), client.namespace());
-    // The precondition makes sure the pod evicted is the one that was judged, not a namesake
-    // created since (a StatefulSet's pod keeps its name).
-    let mut params = EvictParams::default();
-    params.delete_options.get_or_insert_default().preconditions = Some(kube::api::Preconditions {
-        uid: Some(client.uid().to_string()),
-        resource_version: None,
-    });
-    match api.evict(client.name(), &params).await {
-        Ok(_) => Ok(Evicted::Done),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Evicted::Done),
-        // A uid precondition that no longer holds: the judged pod is gone.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Evicted::Done),
-        // 429: a PodDisruptionBudget allows no disruption now. 403: RBAC without
-        // `pods/eviction` (or an admission policy); reported the same way, not retried faster.
-        Err(kube::Error::Api(status)) if status.code == 429 || status.code == 403 => {
-            Ok(Evicted::Refused(status.message))
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
 /// What an engine's reconcile passes to the restart step.
 pub struct Engine<'a> {
     /// Its kind.
@@ -279,7 +248,7 @@ pub async fn restart_clients(
         let mut evicted = Vec::new();
         let mut refused = Vec::new();
         for client in older {
-            match evict(ctx, client).await? {
+            match evict(ctx, client.namespace(), client.name(), client.uid()).await? {
                 Evicted::Done => evicted.push(client.name().to_string()),
                 Evicted::Refused(message) => refused.push((client, message)),
             }

@@ -135,6 +135,16 @@ pub struct InjectionConfig {
     #[serde(default)]
     #[garde(skip)]
     pub cudagraph: CudaGraphMode,
+    /// Recreate opted-in pods the webhook missed: a pod naming this engine that was admitted
+    /// while the webhook was down (its `failurePolicy` is `Ignore`, so pod creation never
+    /// waits for it) runs without LMCache. The operator always reports such pods
+    /// (`InjectionMissed` Events, `status.missedInjections`); with this set it also evicts
+    /// those that have a controller (Deployment, StatefulSet, Job, ...) once the webhook is
+    /// ready again, so the controller recreates them through the webhook. Bare pods are only
+    /// reported. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[garde(skip)]
+    pub repair_missed: bool,
 }
 
 /// A payload image: its entrypoint copies a Python package into `$SHARED_DIR`.

@@ -102,6 +102,16 @@ pub struct ConnectionInjection {
     #[schemars(transform = schema::embedded_list)]
     #[garde(skip)]
     pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// Recreate opted-in pods the webhook missed: a pod naming this engine that was admitted
+    /// while the webhook was down (its `failurePolicy` is `Ignore`, so pod creation never
+    /// waits for it) runs without LMCache. The operator always reports such pods
+    /// (`InjectionMissed` Events, `status.missedInjections`); with this set it also evicts
+    /// those that have a controller (Deployment, StatefulSet, Job, ...) once the webhook is
+    /// ready again, so the controller recreates them through the webhook. Bare pods are only
+    /// reported. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[garde(skip)]
+    pub repair_missed: bool,
 }
 
 impl LMCacheEngineSpec {

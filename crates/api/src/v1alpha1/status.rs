@@ -31,6 +31,10 @@ pub struct EngineStatus {
     /// `metadata.generation` of the spec last processed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Pods naming this engine that opted into its webhook but were admitted without it (the
+    /// webhook was down): they run without LMCache. Absent when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_injections: Option<i32>,
 }
 
 /// One engine pod.

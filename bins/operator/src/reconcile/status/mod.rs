@@ -148,6 +148,8 @@ pub fn engine_ready_status(
         endpoints: Some(endpoints),
         conditions: Some(conditions),
         observed_generation: Some(generation),
+        // Filled in from the watchdog's counts by the caller.
+        missed_injections: None,
     }
 }
 
