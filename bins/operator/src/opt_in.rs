@@ -3,8 +3,9 @@
 //!
 //! The webhooks run with `failurePolicy: Ignore`, so a pod created while they are down is
 //! admitted unmutated and runs without LMCache. Such a pod still carries its opt-in label
-//! (`lmcache.ai/cacheblend-inject` or `lmcache.ai/lmcache-inject`) but neither the webhook's
-//! `*-injected` nor its `*-skip-reason` annotation. Two metadata-only watches, one per opt-in
+//! (`lmcache.ai/cacheblend-inject` or `lmcache.ai/lmcache-inject`) and its engine annotation,
+//! but neither the webhook's `*-injected` nor its `*-skip-reason` annotation (a pod naming no
+//! engine is left unmarked by the webhook too, so it tells nothing). Two metadata-only watches, one per opt-in
 //! label (a selector cannot OR two keys), feed [`OptInCache`], which keeps only such pods: an
 //! injected or skipped pod is dropped at once, so the cache is empty while the webhooks work,
 //! and unrelated pods never reach the operator at all (server-side selector).
@@ -117,6 +118,9 @@ pub fn unmarked(opt_in: OptIn, pod: &PartialObjectMeta<Pod>) -> Option<Unmarked>
     if annotation(opt_in.injected_annotation()).is_some() || annotation(opt_in.skip_annotation()).is_some() {
         return None;
     }
+    // The webhook leaves a pod that names no engine unmarked by design (docs/webhook.md):
+    // only a pod naming one tells a missed admission apart.
+    annotation(opt_in.engine_annotation()).filter(|e| !e.trim().is_empty())?;
     Some(Unmarked {
         opt_in,
         namespace: meta.namespace.clone()?,
@@ -208,7 +212,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(name: &str, labels: serde_json::Value, annotations: serde_json::Value) -> PartialObjectMeta<Pod> {
+    /// A pod naming engine `cache` for both webhooks; `annotations` are added (`null` removes).
+    fn pod(name: &str, labels: serde_json::Value, extra: serde_json::Value) -> PartialObjectMeta<Pod> {
+        let mut annotations =
+            json!({"lmcache.ai/lmcache-engine": "cache", "lmcache.ai/cacheblend-engine": "cache"});
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            match value {
+                serde_json::Value::Null => annotations.as_object_mut().map(|a| a.remove(key)),
+                v => annotations
+                    .as_object_mut()
+                    .map(|a| a.insert(key.clone(), v.clone())),
+            };
+        }
         serde_json::from_value(json!({
             "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
             "metadata": {"name": name, "namespace": "team-a", "uid": format!("uid-{name}"),
@@ -252,6 +267,14 @@ mod tests {
             )
             .is_none()
         );
+        // No (or a blank) engine annotation: the webhook marks nothing either.
+        for extra in [
+            json!({"lmcache.ai/lmcache-engine": null}),
+            json!({"lmcache.ai/lmcache-engine": " "}),
+        ] {
+            let opted = json!({"lmcache.ai/lmcache-inject": "true"});
+            assert!(unmarked(OptIn::Connection, &pod("e", opted, extra)).is_none());
+        }
     }
 
     #[test]
