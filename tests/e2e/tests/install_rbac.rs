@@ -44,12 +44,13 @@ fn install_namespace(text: &str) -> anyhow::Result<String> {
 }
 
 /// What every install file holds, whatever its TLS mode.
-const COMMON: [&str; 10] = [
+const COMMON: [&str; 11] = [
     "namespace/",
     "customresourcedefinition.apiextensions.k8s.io/lmcacheengines.lmcache.lmcache.ai",
     "serviceaccount/lmcache-operator-controller",
     "clusterrole.rbac.authorization.k8s.io/lmcache-operator-controller",
     "role.rbac.authorization.k8s.io/lmcache-operator-leader-election",
+    "role.rbac.authorization.k8s.io/lmcache-operator-webhook-readiness",
     "service/lmcache-operator-webhook",
     "deployment.apps/lmcache-operator-controller",
     "deployment.apps/lmcache-operator-webhook",
@@ -104,10 +105,10 @@ fn assert_holds(file: &str, applied: &[String], kinds: &[&str]) {
 
 #[tokio::test]
 #[ignore = "needs a cluster: cargo xtask e2e"]
-async fn install_yaml_passes_a_server_side_dry_run_with_all_21_objects() -> anyhow::Result<()> {
+async fn install_yaml_passes_a_server_side_dry_run_with_all_23_objects() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
     let applied = dry_run(&cluster, "install.yaml").await?;
-    assert_eq!(applied.len(), 21, "expected 21 objects:\n{}", applied.join("\n"));
+    assert_eq!(applied.len(), 23, "expected 23 objects:\n{}", applied.join("\n"));
     assert_holds("install.yaml", &applied, &COMMON);
     assert_holds(
         "install.yaml",
@@ -120,7 +121,7 @@ async fn install_yaml_passes_a_server_side_dry_run_with_all_21_objects() -> anyh
 
 #[tokio::test]
 #[ignore = "needs a cluster: cargo xtask e2e"]
-async fn install_cert_manager_yaml_passes_a_server_side_dry_run_with_all_21_objects() -> anyhow::Result<()> {
+async fn install_cert_manager_yaml_passes_a_server_side_dry_run_with_all_23_objects() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
     let kubectl = &cluster.kubectl;
     // Idempotent: server-side apply of the stand-in CRDs, then wait until they are served.
@@ -143,7 +144,7 @@ async fn install_cert_manager_yaml_passes_a_server_side_dry_run_with_all_21_obje
         .ok()?;
     let file = "install-cert-manager.yaml";
     let applied = dry_run(&cluster, file).await?;
-    assert_eq!(applied.len(), 21, "expected 21 objects:\n{}", applied.join("\n"));
+    assert_eq!(applied.len(), 23, "expected 23 objects:\n{}", applied.join("\n"));
     assert_holds(file, &applied, &COMMON);
     assert_holds(
         file,
