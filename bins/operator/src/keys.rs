@@ -82,6 +82,22 @@ mod tests {
             CoordinatorIndex::engines_for;
         let first_time: fn(&EventLog, &Uid, i64, &str, &str) -> bool = EventLog::first_time;
         let next_delay: fn(&Backoff, &Uid) -> std::time::Duration = Backoff::next_delay;
+        // Client restarts, the missed-injection counts and the resync queue, likewise.
+        let _: fn(&crate::reconcile::restart::RestartTracker, &Uid) =
+            crate::reconcile::restart::RestartTracker::forget;
+        let _: fn(&crate::client_cache::ClientDemand, &ObjectKey, bool) =
+            crate::client_cache::ClientDemand::set;
+        let _: fn(&crate::watchdog::MissedCounts, &ObjectKey) -> Option<i32> =
+            crate::watchdog::MissedCounts::get;
+        let _: fn(&crate::resync_queue::ResyncQueue, ObjectKey) = crate::resync_queue::ResyncQueue::push;
+        let clients_on: fn(
+            &crate::client_cache::ClientCache,
+            Kind,
+            &str,
+            &str,
+            &str,
+        ) -> Vec<std::sync::Arc<crate::client_pod::ClientPod>> = crate::client_cache::ClientCache::clients_on;
+        assert!(clients_on(&Default::default(), Kind::Engine, "team-a", "cache", "n0").is_empty());
         // The controller queue is keyed by ObjectRef: namespace + name within one kind.
         let queued: TriggerRef<LMCacheEngine> = ObjectRef::new("cache").within("team-a");
         assert_ne!(queued, ObjectRef::new("cache").within("team-b"));
