@@ -105,6 +105,8 @@ pub trait EngineKind:
     fn render(&self, ctx: &RenderContext<'_>) -> Result<EngineChildren, RenderError>;
     /// This kind's watch cache.
     fn engine_store(stores: &Stores) -> &Store<DeserializeGuard<Self>>;
+    /// `spec.injection.repairMissed`.
+    fn repair_missed(&self) -> bool;
 }
 
 impl EngineKind for LMCacheEngine {
@@ -127,6 +129,9 @@ impl EngineKind for LMCacheEngine {
     fn engine_store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
         &stores.engines
     }
+    fn repair_missed(&self) -> bool {
+        self.spec.injection.as_ref().is_some_and(|i| i.repair_missed)
+    }
 }
 
 impl EngineKind for CacheBlendEngine {
@@ -148,6 +153,9 @@ impl EngineKind for CacheBlendEngine {
     }
     fn engine_store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
         &stores.blend_engines
+    }
+    fn repair_missed(&self) -> bool {
+        self.spec.injection.as_ref().is_some_and(|i| i.repair_missed)
     }
 }
 

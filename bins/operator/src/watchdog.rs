@@ -15,6 +15,7 @@ use crate::context::Context;
 use crate::eviction::{Evicted, evict};
 use crate::keys::{Kind, ObjectKey};
 use crate::opt_in::{OptInCache, Unmarked};
+use crate::primary::EngineKind;
 use crate::watches::Triggers;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -24,6 +25,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use lmcache_api::constants::reasons;
+use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheEngine};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -126,41 +128,21 @@ pub fn counts(missed: &[Arc<Unmarked>]) -> HashMap<ObjectKey, i32> {
 
 /// The named engine, if cached: its Event target and whether it asks for repairs.
 fn engine_of(ctx: &Context, key: &ObjectKey) -> Option<(ObjectReference, i64, bool)> {
-    let (name, namespace) = (key.name.as_str(), key.namespace.as_str());
     match key.kind {
-        Kind::Engine => {
-            let found = ctx.stores.engines.get(&ObjectRef::new(name).within(namespace))?;
-            let repair = found
-                .0
-                .as_ref()
-                .ok()
-                .and_then(|e| e.spec.injection.as_ref())
-                .is_some_and(|i| i.repair_missed);
-            Some((
-                found.object_ref(&()),
-                found.meta().generation.unwrap_or_default(),
-                repair,
-            ))
-        }
-        Kind::BlendEngine => {
-            let found = ctx
-                .stores
-                .blend_engines
-                .get(&ObjectRef::new(name).within(namespace))?;
-            let repair = found
-                .0
-                .as_ref()
-                .ok()
-                .and_then(|e| e.spec.injection.as_ref())
-                .is_some_and(|i| i.repair_missed);
-            Some((
-                found.object_ref(&()),
-                found.meta().generation.unwrap_or_default(),
-                repair,
-            ))
-        }
+        Kind::Engine => cached_engine::<LMCacheEngine>(ctx, key),
+        Kind::BlendEngine => cached_engine::<CacheBlendEngine>(ctx, key),
         Kind::Coordinator => None,
     }
+}
+
+fn cached_engine<E: EngineKind>(ctx: &Context, key: &ObjectKey) -> Option<(ObjectReference, i64, bool)> {
+    let found = E::engine_store(&ctx.stores).get(&ObjectRef::new(&key.name).within(&key.namespace))?;
+    let repair = found.0.as_ref().is_ok_and(EngineKind::repair_missed);
+    Some((
+        found.object_ref(&()),
+        found.meta().generation.unwrap_or_default(),
+        repair,
+    ))
 }
 
 fn pod_ref(pod: &Unmarked) -> ObjectReference {
