@@ -202,37 +202,7 @@ fn prepare(kubectl: &Kubectl) -> anyhow::Result<()> {
         ],
         Some(SERVICE_CIDR),
     )?;
-    let dir = root().join("deploy/crds").display().to_string();
-    kubectl.ok(
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=lmcache-bench",
-            "-f",
-            &dir,
-        ],
-        None,
-    )?;
-    // `kubectl wait` fails on a CRD so new it has no conditions yet: poll instead.
-    cluster::wait_until("the CRDs Established", Duration::from_secs(60), &[], || {
-        ["lmcacheengines", "cacheblendengines", "lmcachecoordinators"]
-            .iter()
-            .all(|plural| {
-                kubectl
-                    .ok(
-                        &[
-                            "get",
-                            &format!("crd/{plural}.lmcache.lmcache.ai"),
-                            "-o",
-                            "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
-                        ],
-                        None,
-                    )
-                    .is_ok_and(|s| s.trim() == "True")
-            })
-    })?;
-    Ok(())
+    crate::e2e::install_crds(kubectl, "lmcache-bench")
 }
 
 fn measure(args: &Args, paths: &Paths) -> anyhow::Result<Report> {

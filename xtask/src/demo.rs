@@ -36,7 +36,7 @@ pub fn run() -> anyhow::Result<()> {
     cluster_proc::stop_all(&layout.e2e_pids())?;
     cluster::up(&layout)?;
     let kubectl = Kubectl::new(&layout);
-    e2e::install_crds(&kubectl)?;
+    e2e::install_crds(&kubectl, "lmcache-e2e")?;
     e2e::build_product()?;
     let product = e2e::start_product(&layout, &kubectl, true)?;
     for needed in ["LMCACHE_E2E_WEBHOOK_URL", "LMCACHE_E2E_OPERATOR_HEALTH"] {

@@ -76,7 +76,7 @@ pub struct Product {
 
 fn suite(layout: &Layout, args: &Args) -> anyhow::Result<()> {
     let kubectl = Kubectl::new(layout);
-    install_crds(&kubectl)?;
+    install_crds(&kubectl, "lmcache-e2e")?;
     // Build everything first, so no process idles against the cluster while cargo compiles.
     build_product()?;
     sh("cargo", &["test", "-p", "lmcache-e2e", "--tests", "--no-run"])?;
@@ -173,25 +173,43 @@ pub fn build_product() -> anyhow::Result<()> {
     )
 }
 
-pub fn install_crds(kubectl: &Kubectl) -> anyhow::Result<()> {
+/// Applies `deploy/crds/` (server-side, as `field_manager`) and waits until every CRD is
+/// Established.
+pub fn install_crds(kubectl: &Kubectl, field_manager: &str) -> anyhow::Result<()> {
     let dir = root().join("deploy/crds");
     kubectl.ok(
         &[
             "apply",
             "--server-side",
             "--force-conflicts",
-            "--field-manager=lmcache-e2e",
+            &format!("--field-manager={field_manager}"),
             "-f",
             &dir.display().to_string(),
         ],
         None,
     )?;
-    let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
-    let names: Vec<String> = CRDS.iter().map(|c| format!("crd/{c}")).collect();
-    wait.extend(names.iter().map(String::as_str));
-    kubectl.ok(&wait, None)?;
-    eprintln!("[e2e] CRDs installed and Established");
-    Ok(())
+    // Not `kubectl wait --for=condition=Established`: it fails at once ("`.status.conditions`
+    // accessor error") on a CRD so new that it has no conditions yet.
+    crate::cluster::wait_until(
+        "the CRDs Established",
+        std::time::Duration::from_secs(60),
+        &[],
+        || {
+            CRDS.iter().all(|crd| {
+                kubectl
+                    .ok(
+                        &[
+                            "get",
+                            &format!("crd/{crd}"),
+                            "-o",
+                            "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+                        ],
+                        None,
+                    )
+                    .is_ok_and(|s| s.trim() == "True")
+            })
+        },
+    )
 }
 
 fn target_dir() -> PathBuf {

@@ -176,3 +176,30 @@ pub async fn check_cases(cluster: &Cluster, namespace: &TempNamespace, cases: &[
     }
     Ok(())
 }
+
+/// Waits until every CRD in `names` (`<plural>.<group>`) is Established. Not `kubectl wait
+/// --for=condition=Established`: it fails at once on a CRD so new that it has no conditions yet.
+pub async fn wait_established(cluster: &Cluster, names: &[&str]) -> anyhow::Result<()> {
+    crate::wait::until(
+        &format!("CRDs {names:?} Established"),
+        std::time::Duration::from_secs(60),
+        || async {
+            for name in names {
+                let out = cluster
+                    .kubectl
+                    .run(&[
+                        "get",
+                        &format!("crd/{name}"),
+                        "-o",
+                        "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+                    ])
+                    .await?;
+                if !out.success || out.stdout.trim() != "True" {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+    .await
+}

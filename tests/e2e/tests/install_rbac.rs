@@ -132,16 +132,11 @@ async fn install_cert_manager_yaml_passes_a_server_side_dry_run_with_all_23_obje
         )
         .await?
         .ok()?;
-    kubectl
-        .run(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/issuers.cert-manager.io",
-            "crd/certificates.cert-manager.io",
-        ])
-        .await?
-        .ok()?;
+    lmcache_e2e::crd::wait_established(
+        &cluster,
+        &["issuers.cert-manager.io", "certificates.cert-manager.io"],
+    )
+    .await?;
     let file = "install-cert-manager.yaml";
     let applied = dry_run(&cluster, file).await?;
     assert_eq!(applied.len(), 23, "expected 23 objects:\n{}", applied.join("\n"));

@@ -144,16 +144,7 @@ async fn b56_to_b59_g110_service_monitors_without_and_then_with_the_monitoring_a
     // B59, second half: the API appears; no operator restart.
     let _crd = CrdGuard;
     s.apply_manifest(&crd()).await?;
-    cluster
-        .kubectl
-        .run(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            &format!("crd/{CRD_NAME}"),
-        ])
-        .await?
-        .ok()?;
+    lmcache_e2e::crd::wait_established(&cluster, &[CRD_NAME]).await?;
     let sm = wait::until("ServiceMonitor my-cache", API_APPEARS, || async {
         s.get(Res::ServiceMonitor, "my-cache").await
     })
