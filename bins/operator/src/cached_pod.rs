@@ -8,13 +8,10 @@
 //! node, host IP, phase, readiness (and since when) and — for a pod that is not ready — the one
 //! reason the status names (lifecycle.md §3), computed here once.
 
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::Resource;
 use lmcache_api::constants::labels;
 use serde::{Deserialize, Deserializer};
-use std::borrow::Cow;
 
 /// The part of a not-ready reason kept (the status cuts each pod's detail to 256 characters
 /// anyway; a scheduler message can be much longer).
@@ -151,29 +148,38 @@ impl<'de> Deserialize<'de> for CachedPod {
     }
 }
 
-impl Resource for CachedPod {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
+/// `Resource` for a type that is a cut-down view of a core/v1 Pod with its own `metadata`
+/// field: the API path of pods, the view's metadata.
+macro_rules! pod_view_resource {
+    ($view:ty) => {
+        impl kube::Resource for $view {
+            type DynamicType = ();
+            type Scope = k8s_openapi::NamespaceResourceScope;
 
-    fn kind((): &()) -> Cow<'_, str> {
-        Cow::Borrowed("Pod")
-    }
-    fn group((): &()) -> Cow<'_, str> {
-        Cow::Borrowed("")
-    }
-    fn version((): &()) -> Cow<'_, str> {
-        Cow::Borrowed("v1")
-    }
-    fn plural((): &()) -> Cow<'_, str> {
-        Cow::Borrowed("pods")
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
+            fn kind((): &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed("Pod")
+            }
+            fn group((): &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed("")
+            }
+            fn version((): &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed("v1")
+            }
+            fn plural((): &()) -> std::borrow::Cow<'_, str> {
+                std::borrow::Cow::Borrowed("pods")
+            }
+            fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
 }
+pub(crate) use pod_view_resource;
+
+pod_view_resource!(CachedPod);
 
 /// The `Ready` condition, when it is `True`.
 fn ready_condition(status: &PodStatus) -> Option<&PodCondition> {
@@ -241,6 +247,7 @@ pub fn truncate(s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::Resource;
     use serde_json::json;
 
     #[test]

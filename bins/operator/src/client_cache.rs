@@ -8,7 +8,6 @@
 
 use crate::client_pod::ClientPod;
 use crate::keys::{Kind, ObjectKey};
-use futures::StreamExt;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -183,21 +182,7 @@ pub async fn watch_clients(client: Client, cache: ClientCache, demand: ClientDem
             .fields("status.phase!=Succeeded,status.phase!=Failed")
             .page_size(PAGE_SIZE);
         let stream = watcher(Api::<ClientPod>::all(client.clone()), config).default_backoff();
-        let run = async {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(item) = stream.next().await {
-                match item {
-                    Ok(event) => {
-                        health.ok();
-                        cache.apply(event);
-                    }
-                    Err(error) => {
-                        health.failing();
-                        tracing::warn!(watch = "client pods", %error, "watch error");
-                    }
-                }
-            }
-        };
+        let run = crate::watches::drive(stream, "client pods", &health, |event| cache.apply(event));
         tokio::select! {
             () = run => return,
             stopped = wanted.wait_for(|w| !*w) => {

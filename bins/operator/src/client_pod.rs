@@ -10,9 +10,7 @@
 //! ConfigMap `N-connection` (either kind: wired by hand or by another tool).
 
 use crate::keys::Kind;
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::Resource;
 use lmcache_api::constants::annotations;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -227,33 +225,12 @@ impl<'de> Deserialize<'de> for ClientPod {
     }
 }
 
-impl Resource for ClientPod {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind((): &()) -> Cow<'_, str> {
-        Cow::Borrowed("Pod")
-    }
-    fn group((): &()) -> Cow<'_, str> {
-        Cow::Borrowed("")
-    }
-    fn version((): &()) -> Cow<'_, str> {
-        Cow::Borrowed("v1")
-    }
-    fn plural((): &()) -> Cow<'_, str> {
-        Cow::Borrowed("pods")
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+crate::cached_pod::pod_view_resource!(ClientPod);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::Resource;
     use serde_json::json;
 
     fn decode(value: serde_json::Value) -> ClientPod {

@@ -164,20 +164,34 @@ async fn run_watch<K>(
     stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
     writer: &mut Writer<K>,
     mut on_event: impl FnMut(&watcher::Event<K>, &Store<K>),
-    what: &'static str,
+    what: &str,
     health: &LivenessCheck,
 ) where
     K: Resource + Clone + 'static,
     K::DynamicType: Eq + Hash + Clone,
 {
     let reader = writer.as_reader();
+    drive(stream, what, health, |event| {
+        writer.apply_watcher_event(&event);
+        on_event(&event, &reader);
+    })
+    .await;
+}
+
+/// Runs a watch stream to its end, handing each event to `on_event` and reporting to `health`.
+/// Every watch of the operator goes through here (the cached ones through [`run_watch`]).
+pub(crate) async fn drive<K>(
+    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    what: &str,
+    health: &LivenessCheck,
+    mut on_event: impl FnMut(watcher::Event<K>),
+) {
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
                 health.ok();
-                writer.apply_watcher_event(&event);
-                on_event(&event, &reader);
+                on_event(event);
             }
             // Watch errors are retried by the stream's backoff; only a long run of them
             // (without a success in between) makes the process unhealthy.
@@ -522,19 +536,7 @@ pub fn spawn_watches(
         let stream = watcher(Api::<PartialObjectMeta<Pod>>::all(client.clone()), config).default_backoff();
         let cache = opt_in.clone();
         tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(item) = stream.next().await {
-                match item {
-                    Ok(event) => {
-                        check.ok();
-                        cache.apply(which, event);
-                    }
-                    Err(error) => {
-                        check.failing();
-                        tracing::warn!(watch = which.label(), %error, "opted-in pod watch error");
-                    }
-                }
-            }
+            drive(stream, which.label(), &check, |event| cache.apply(which, event)).await;
         });
     }
     tokio::spawn(crate::client_cache::watch_clients(
