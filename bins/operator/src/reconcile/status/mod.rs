@@ -189,16 +189,21 @@ pub fn coordinator_ready_status(
     }
 }
 
-/// Whether a changed status is written at once rather than coalesced: a spec change
-/// (`observedGeneration`, which users and tools wait for), reaching `Running` or `Failed`, or
-/// leaving `Failed`. Intermediate counts while pods come up are not.
+/// Whether a changed status is written at once rather than coalesced: a spec change of an
+/// object that already has a status (`observedGeneration`, which users and tools wait for),
+/// reaching `Running` or `Failed`, or leaving `Failed`. Intermediate counts while pods come up
+/// are not, and neither is a new object's first status unless it is already `Running` or
+/// `Failed`: its pods start within seconds, and writing `Pending` at once cost every new engine
+/// a status write more (2.2 writes per engine against 1.0, measured at 1000 engines) and delayed
+/// the creation of every other engine's children behind it.
 pub fn is_urgent<S: CommonStatus + Serialize>(old: Option<&S>, new: &S) -> bool {
     let (Ok(old), Ok(new)) = (serde_json::to_value(old), serde_json::to_value(new)) else {
         return true;
     };
     let field = |v: &serde_json::Value, f: &str| v.get(f).cloned().unwrap_or_default();
     let phase = |v: &serde_json::Value| v.get("phase").and_then(|p| p.as_str()).map(str::to_string);
-    field(&old, "observedGeneration") != field(&new, "observedGeneration")
+    let respec = !old.is_null() && field(&old, "observedGeneration") != field(&new, "observedGeneration");
+    respec
         || matches!(phase(&new).as_deref(), Some("Running" | "Failed"))
         || phase(&old).as_deref() == Some("Failed")
 }
@@ -287,6 +292,35 @@ mod tests {
         assert_eq!(failed.endpoint.as_deref(), Some("http://c"));
         let last = failed.conditions.as_ref().unwrap().last().unwrap();
         assert_eq!((last.type_.as_str(), last.status.as_str()), ("Ready", "False"));
+    }
+
+    #[test]
+    fn urgency_of_a_first_status_a_spec_change_and_intermediate_counts() {
+        let status = |generation: i64, desired: i32, ready: i32| {
+            engine_ready_status(
+                None,
+                &observed(desired, ready),
+                Vec::new(),
+                &current(ready),
+                None,
+                generation,
+                &t(10),
+            )
+        };
+        let pending = status(1, 3, 0);
+        assert_eq!(pending.phase.as_deref(), Some("Pending"));
+        // A new object's first status waits like an intermediate one ...
+        assert!(!is_urgent(None, &pending));
+        // ... unless it is already final.
+        let running = status(1, 3, 3);
+        assert_eq!(running.phase.as_deref(), Some("Running"));
+        assert!(is_urgent(None, &running));
+        // More pods ready: coalesced; a spec change of an object with a status: at once.
+        assert!(!is_urgent(Some(&pending), &status(1, 3, 1)));
+        assert!(is_urgent(Some(&pending), &status(2, 3, 0)));
+        let failed: EngineStatus = failed_status(None, "ValidationFailed", "bad", 1, &t(20));
+        assert!(is_urgent(None, &failed));
+        assert!(is_urgent(Some(&failed), &pending));
     }
 
     #[test]
