@@ -26,6 +26,7 @@ mod image;
 mod install_test;
 mod manifests;
 mod pod_runner;
+mod reference;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +50,13 @@ enum Command {
     /// chart's generated files (or, with --check, fail when stale).
     Manifests {
         /// Exit non-zero instead of writing when the committed files differ.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Write docs/reference/ (the API reference generated from the CRD schemas), or with --check
+    /// fail when stale.
+    Reference {
+        /// Exit non-zero instead of writing when the committed pages differ.
         #[arg(long)]
         check: bool,
     },
@@ -103,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Reference { check } => reference::run(check),
         Command::Chart => chart::run(),
         Command::Ci => ci::run(),
         Command::Cluster { action } => cluster::run(action),
