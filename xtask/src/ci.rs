@@ -26,6 +26,7 @@ pub fn run() -> anyhow::Result<()> {
     crate::crd::run(true)?;
     crate::manifests::run(true)?;
     crate::reference::run(true)?;
+    crate::deps::run()?;
     crate::chart::run()?;
     // INSTA_UPDATE=no: a changed snapshot fails instead of writing a .snap.new.
     run_env(

@@ -18,6 +18,7 @@ mod cluster_proc;
 mod conformance;
 mod crd;
 mod demo;
+mod deps;
 mod e2e;
 mod e2e_kind;
 mod e2e_rbac;
@@ -72,6 +73,9 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Dependency hygiene: cargo-deny (built from crates.io and cached) checks licences, banned
+    /// crates, duplicate versions and sources against deny.toml.
+    Deps,
     /// Every check CI runs: fmt, clippy, tests, generated-file drift.
     Ci,
     /// Bring up the local control plane, run the product on it (left running) and apply the
@@ -113,6 +117,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Reference { check } => reference::run(check),
         Command::Chart => chart::run(),
+        Command::Deps => deps::run(),
         Command::Ci => ci::run(),
         Command::Cluster { action } => cluster::run(action),
         Command::E2e(args) => e2e::run(args),

@@ -1,0 +1,38 @@
+//! `cargo xtask deps`: dependency hygiene with cargo-deny (deny.toml: licences, banned crates,
+//! duplicate versions, sources), the tool built once from crates.io and cached.
+
+use crate::cluster::cache_dir;
+use crate::util::{run_build_script, run_env};
+
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
+pub fn run() -> anyhow::Result<()> {
+    run_build_script(
+        "build-cargo-deny.sh",
+        &[("CARGO_DENY_VERSION", CARGO_DENY_VERSION)],
+    )?;
+    let bin = cache_dir().join(format!("cargo-deny-{CARGO_DENY_VERSION}/bin"));
+    let path = match std::env::var_os("PATH") {
+        Some(path) => {
+            let mut dirs = vec![bin];
+            dirs.extend(std::env::split_paths(&path));
+            std::env::join_paths(dirs)?
+        }
+        None => bin.into_os_string(),
+    };
+    // Offline: advisories need the RustSec database from GitHub, which CI cannot reach
+    // (deny.toml says so); the other checks read only Cargo.lock and the local registry.
+    run_env(
+        "cargo",
+        &[
+            "deny",
+            "--offline",
+            "--locked",
+            "check",
+            "bans",
+            "licenses",
+            "sources",
+        ],
+        &[("PATH", &path.to_string_lossy())],
+    )
+}
