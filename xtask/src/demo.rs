@@ -7,8 +7,8 @@
 //! `target/cluster/e2e-pids`) until `cargo xtask cluster down`; a later `cargo xtask e2e`
 //! replaces them with its own.
 
+use crate::cluster::proc;
 use crate::cluster::{self, Kubectl, Layout};
-use crate::cluster_proc;
 use crate::e2e;
 use crate::util::root;
 use anyhow::{Context, bail};
@@ -33,7 +33,7 @@ pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let layout = Layout::new();
     let _lock = layout.lock()?;
-    cluster_proc::stop_all(&layout.e2e_pids())?;
+    proc::stop_all(&layout.e2e_pids())?;
     cluster::up(&layout)?;
     let kubectl = Kubectl::new(&layout);
     e2e::install_crds(&kubectl, "lmcache-e2e")?;

@@ -1,34 +1,17 @@
 //! Project automation: `cargo xtask <command>`.
 
 mod bench;
-mod bench_change;
-mod bench_children;
-mod bench_converge;
-mod bench_floor;
-mod bench_kube;
-mod bench_load;
-mod bench_report;
-mod bench_stats;
-mod bench_webhook;
-mod chart;
 mod ci;
 mod cluster;
-mod cluster_pki;
-mod cluster_proc;
 mod conformance;
-mod crd;
 mod demo;
 mod e2e;
-mod e2e_kind;
-mod e2e_rbac;
-mod egress_proxy;
-mod image;
-mod install_test;
-mod manifests;
-mod pod_runner;
+mod install;
+mod release;
 mod util;
 
 use clap::{Parser, Subcommand};
+use release::{chart, crd, image, manifests};
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "LMCache operator project tasks")]
@@ -83,13 +66,13 @@ enum Command {
     /// Install deploy/install.yaml and the Helm chart on the local control plane, with the
     /// pods run from the built image archives; injection, leader election, certificate
     /// rotation and uninstall are checked.
-    InstallTest(install_test::Args),
+    InstallTest(install::Args),
     /// Benchmarks (not part of `ci`): convergence vs a floor, steady-state writes, webhook
     /// latency vs a floor, memory; writes target/bench/report.{json,md}.
     Bench(bench::Args),
     /// The bench's floor TLS server (started by `bench`).
     #[command(hide = true)]
-    BenchFloor(bench_load::FloorArgs),
+    BenchFloor(bench::load::FloorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,9 +91,9 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster { action } => cluster::run(action),
         Command::E2e(args) => e2e::run(args),
         Command::Conformance(args) => conformance::run_suite(&args),
-        Command::InstallTest(args) => install_test::run(args),
+        Command::InstallTest(args) => install::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::BenchFloor(args) => bench_load::serve_floor(args),
+        Command::BenchFloor(args) => bench::load::serve_floor(args),
         Command::Demo => demo::run(),
     }
 }

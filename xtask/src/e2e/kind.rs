@@ -7,8 +7,8 @@
 //! the local-process setup (audit log, loopback webhook URL, fast ServiceMonitor recheck, kwok
 //! fake nodes) are skipped; docs/e2e.md lists them.
 
-use crate::cluster_proc;
-use crate::image;
+use crate::cluster::proc;
+use crate::release::image;
 use crate::util::{root, run as sh, run_env};
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -101,14 +101,14 @@ pub fn run(test_args: &[String]) -> anyhow::Result<()> {
 
     // Metrics and health ports reach the tests through kubectl port-forward on 127.0.0.1.
     let pids = dir.join("port-forward-pids");
-    cluster_proc::stop_all(&pids)?;
-    let ports = cluster_proc::free_ports(4)?;
+    proc::stop_all(&pids)?;
+    let ports = proc::free_ports(4)?;
     let logs = dir.join("logs");
     for (deployment, metrics, health) in [
         ("lmcache-operator-controller", ports[0], ports[1]),
         ("lmcache-operator-webhook", ports[2], ports[3]),
     ] {
-        cluster_proc::spawn(
+        proc::spawn(
             &format!("port-forward-{deployment}"),
             Path::new("kubectl"),
             &[
@@ -160,7 +160,7 @@ pub fn run(test_args: &[String]) -> anyhow::Result<()> {
     test.extend(test_args.iter().map(String::as_str));
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let result = run_env("cargo", &test, &env_refs);
-    let stopped = cluster_proc::stop_all(&pids);
+    let stopped = proc::stop_all(&pids);
     eprintln!("[e2e --kind] kind cluster {CLUSTER} kept; delete with `kind delete cluster --name {CLUSTER}`");
     result?;
     stopped.map(|_| ())

@@ -5,7 +5,7 @@
 //! webhook run with exactly the verbs install.yaml grants: a missing verb fails the tests.
 
 use crate::cluster::{Kubectl, Layout};
-use crate::manifests::{self, Vars};
+use crate::release::manifests::{self, Vars};
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 
@@ -87,7 +87,7 @@ pub fn token_kubeconfig(
     let ca = layout.pki().join("ca.crt");
     let text = kubeconfig(server.trim(), &ca.display().to_string(), sa, token);
     let path = layout.dir.join(format!("kubeconfig-sa-{sa}"));
-    crate::cluster_pki::write(&path, &text)?;
+    crate::cluster::pki::write(&path, &text)?;
     Ok(path)
 }
 

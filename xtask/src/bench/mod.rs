@@ -9,11 +9,20 @@
 //! restart the cluster mid-measurement; it uses `bench-*` namespaces and its own ports, and
 //! stops the cluster afterwards only if it started it (and not with `--keep`).
 
-use crate::bench_report::Report;
+mod change;
+mod children;
+mod converge;
+pub mod engines;
+mod floor;
+pub mod load;
+mod report;
+mod stats;
+mod webhook;
+
+use crate::bench::report::Report;
+use crate::cluster::proc::{self, Proc, State};
 use crate::cluster::{self, Kubectl, Layout, Profile};
-use crate::cluster_proc::{self, Proc, State};
 use crate::util::{root, run as sh};
-use crate::{bench_converge, bench_webhook};
 use anyhow::{Context, bail};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -124,10 +133,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let paths = Paths::new(&layout)?;
     std::fs::create_dir_all(&paths.logs)?;
     // Leftovers of an interrupted bench would skew every figure.
-    cluster_proc::stop_all(&paths.pids)?;
+    proc::stop_all(&paths.pids)?;
     let started_cluster = cluster::up(&layout)?;
     let result = prepare(&Kubectl::new(&layout)).and_then(|()| measure(&args, &paths));
-    let stopped = cluster_proc::stop_all(&paths.pids);
+    let stopped = proc::stop_all(&paths.pids);
     let cleaned = if started_cluster && !args.keep {
         cluster::down(&layout)
     } else {
@@ -158,7 +167,7 @@ fn reexec_release() -> anyhow::Result<()> {
         "cargo",
         &["build", "--release", "-p", "lmcache-operator", "-p", "xtask"],
     )?;
-    let webhook_profile = crate::image::profile_of("lmcache-webhook");
+    let webhook_profile = crate::release::image::profile_of("lmcache-webhook");
     sh(
         "cargo",
         &["build", "--profile", webhook_profile, "-p", "lmcache-webhook"],
@@ -206,19 +215,19 @@ fn prepare(kubectl: &Kubectl) -> anyhow::Result<()> {
 }
 
 fn measure(args: &Args, paths: &Paths) -> anyhow::Result<Report> {
-    crate::bench_load::install_crypto_provider();
+    crate::bench::load::install_crypto_provider();
     let mut report = Report::new(args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = crate::bench_kube::connect(&paths.kubeconfig).await?;
+        let client = crate::bench::engines::connect(&paths.kubeconfig).await?;
         if !args.skip_convergence {
-            report.convergence = Some(bench_converge::run(&client, args, paths).await?);
+            report.convergence = Some(converge::run(&client, args, paths).await?);
         }
         if !args.skip_webhook {
-            report.webhook = Some(bench_webhook::run(&client, args, paths).await?);
+            report.webhook = Some(webhook::run(&client, args, paths).await?);
         }
         anyhow::Ok(())
     })?;
@@ -233,7 +242,7 @@ pub struct Admin {
 
 impl Admin {
     pub fn new() -> anyhow::Result<Self> {
-        let ports = cluster_proc::free_ports(2)?;
+        let ports = proc::free_ports(2)?;
         Ok(Self {
             metrics: SocketAddr::from((Ipv4Addr::LOCALHOST, ports[0])),
             health: SocketAddr::from((Ipv4Addr::LOCALHOST, ports[1])),
@@ -255,11 +264,11 @@ pub fn spawn(
     ];
     env.extend(extra_env.iter().map(|(key, value)| (*key, value.to_string())));
     // Each product binary is in its release profile's directory next to xtask's.
-    let dir = match crate::image::profile_of(program) {
+    let dir = match crate::release::image::profile_of(program) {
         "release" => paths.bin.clone(),
         profile => paths.bin.with_file_name(profile),
     };
-    cluster_proc::spawn(
+    proc::spawn(
         name,
         &dir.join(program),
         args,
@@ -279,20 +288,19 @@ pub async fn wait_ready(paths: &Paths, proc: &Proc, health: SocketAddr) -> anyho
             &format!("{} ready", proc.name),
             Duration::from_secs(90),
             &[(&proc, log)],
-            || matches!(cluster_proc::http_get(health, "/readyz"), Ok((200, _))),
+            || matches!(proc::http_get(health, "/readyz"), Ok((200, _))),
         )
     })
     .await?
 }
 
 /// The parsed `/metrics` of a local process.
-pub async fn scrape(addr: SocketAddr) -> anyhow::Result<Vec<crate::bench_stats::Sample>> {
-    let (code, body) =
-        tokio::task::spawn_blocking(move || cluster_proc::http_get(addr, "/metrics")).await??;
+pub async fn scrape(addr: SocketAddr) -> anyhow::Result<Vec<crate::bench::stats::Sample>> {
+    let (code, body) = tokio::task::spawn_blocking(move || proc::http_get(addr, "/metrics")).await??;
     if code != 200 {
         bail!("GET {addr}/metrics answered {code}");
     }
-    Ok(crate::bench_stats::parse_samples(&body))
+    Ok(crate::bench::stats::parse_samples(&body))
 }
 
 /// Stops a process started by [`spawn`].

@@ -1,9 +1,9 @@
 //! `cargo xtask install-test`: the shipped install paths, executed on the local control plane.
 //!
 //! deploy/install.yaml and then the Helm chart are installed as a user would; the real scheduler
-//! puts their pods on kwok nodes (loopback pod IPs), [`crate::pod_runner`] runs the binaries of
+//! puts their pods on kwok nodes (loopback pod IPs), [`crate::install::pod_runner`] runs the binaries of
 //! the built OCI image archives for those pods, and the API server reaches the webhook through
-//! install.yaml's Service and MutatingWebhookConfiguration ([`crate::egress_proxy`] stands in
+//! install.yaml's Service and MutatingWebhookConfiguration ([`crate::install::egress_proxy`] stands in
 //! for cluster DNS and kube-proxy). Checked, each a failure when it breaks:
 //!
 //! 1. both Deployments' processes become ready; the webhook's self-managed Secret exists and its
@@ -21,11 +21,12 @@
 //!    custom resources (documented) and nothing else of the chart, the self-managed Secret
 //!    included.
 
-use crate::bench_kube;
+pub mod egress_proxy;
+pub mod pod_runner;
+
+use crate::bench::engines;
 use crate::cluster::{self, K8S_VERSION, Kubectl, Layout};
-use crate::egress_proxy;
-use crate::image::{self, Built};
-use crate::pod_runner::{self, Runner};
+use crate::release::image::{self, Built};
 use crate::util::root;
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -35,6 +36,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use kube::{Client, ResourceExt};
+use pod_runner::Runner;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -118,7 +120,7 @@ where
 }
 
 async fn scenario(layout: &Layout, built: &[Built]) -> anyhow::Result<()> {
-    let client = bench_kube::connect(&layout.kubeconfig()).await?;
+    let client = engines::connect(&layout.kubeconfig()).await?;
     let kubectl = Kubectl::new(layout);
     let version = env!("CARGO_PKG_VERSION");
     let mut images = HashMap::new();
@@ -182,8 +184,8 @@ async fn phases(layout: &Layout, client: &Client, kubectl: &Kubectl) -> anyhow::
     nothing_left(client, kubectl, true, "install-test-a").await?;
 
     step("phase 2: helm install (default values)");
-    let helm = crate::chart::helm()?;
-    let chart = crate::chart::chart_dir().display().to_string();
+    let helm = crate::release::chart::helm()?;
+    let chart = crate::release::chart::chart_dir().display().to_string();
     let kubeconfig = layout.kubeconfig().display().to_string();
     let helm_run = |args: &[&str]| -> anyhow::Result<()> {
         let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
@@ -250,7 +252,7 @@ async fn ready(ip: &str) -> Result<(), String> {
 }
 
 fn cluster_http_get(addr: SocketAddr) -> anyhow::Result<(u16, String)> {
-    crate::cluster_proc::http_get(addr, "/readyz")
+    crate::cluster::proc::http_get(addr, "/readyz")
 }
 
 /// Every pod of `deployment` (as many as `replicas`) has a ready process.
@@ -337,7 +339,7 @@ async fn installed(client: &Client) -> anyhow::Result<()> {
 }
 
 fn engine_api(client: &Client, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &bench_kube::engine_resource())
+    Api::namespaced_with(client.clone(), ns, &engines::engine_resource())
 }
 
 fn opted_in_pod(engine: &str) -> Pod {

@@ -280,7 +280,7 @@ impl Shared {
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.client.clone(),
             namespace,
-            &crate::bench_kube::engine_resource(),
+            &crate::bench::engines::engine_resource(),
         );
         let _permit = self.permits.acquire().await?;
         api.patch_status(
@@ -375,7 +375,10 @@ mod tests {
     fn running_status_matches_the_operator_wording() {
         let status = running_status(3, 3, vec![], 1, &now());
         let value = serde_json::to_value(&status).unwrap();
-        assert!(crate::bench_kube::is_converged(&json!({ "status": value }), 3));
+        assert!(crate::bench::engines::is_converged(
+            &json!({ "status": value }),
+            3
+        ));
         let conds = status.conditions.unwrap();
         let types: Vec<&str> = conds.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(

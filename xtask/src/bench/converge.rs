@@ -3,12 +3,12 @@
 //! The floor runs first, with no controller at all; its namespaces are deleted (and gone)
 //! before the operator starts, so both phases begin from the same empty cluster.
 
+use crate::bench::change::{self, ChangeLatency};
+use crate::bench::children::ChildrenObserver;
+use crate::bench::engines::{Observer, create_engines, create_namespaces, delete_phase};
+use crate::bench::floor::{self, FloorWritesSnapshot};
+use crate::bench::stats::{Memory, Sample, median};
 use crate::bench::{self, Admin, Args, Paths};
-use crate::bench_change::{self, ChangeLatency};
-use crate::bench_children::ChildrenObserver;
-use crate::bench_floor::{self, FloorWritesSnapshot};
-use crate::bench_kube::{Observer, create_engines, create_namespaces, delete_phase};
-use crate::bench_stats::{Memory, Sample, median};
 use crate::cluster::NODES;
 use kube::Client;
 use serde::Serialize;
@@ -123,7 +123,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
         None
     } else {
         Some(
-            bench_change::run(client, paths, OPERATOR, engines_now, m, || {
+            change::run(client, paths, OPERATOR, engines_now, m, || {
                 start_operator(paths, args)
             })
             .await?,
@@ -170,13 +170,7 @@ async fn floor(
     eprintln!("[bench] floor: applying {n} engines in {m} namespaces");
     let (tx, rx) = futures::channel::mpsc::unbounded();
     let zero = Instant::now();
-    let mut floor = tokio::spawn(bench_floor::run(
-        client.clone(),
-        rx,
-        n,
-        concurrency,
-        "bench-floor-",
-    ));
+    let mut floor = tokio::spawn(floor::run(client.clone(), rx, n, concurrency, "bench-floor-"));
     create_engines(client, FLOOR, 0..n, m, CREATE_PARALLEL, Some(tx)).await?;
     let create_s = zero.elapsed().as_secs_f64();
     // The floor client ends after its last status write; ending with an error is its failure.
@@ -211,7 +205,7 @@ fn ratio(operator: f64, floor: f64) -> f64 {
 }
 
 /// A release operator without leader election (so the bench counts no Lease renewals).
-fn start_operator(paths: &Paths, args: &Args) -> anyhow::Result<(crate::cluster_proc::Proc, Admin)> {
+fn start_operator(paths: &Paths, args: &Args) -> anyhow::Result<(crate::cluster::proc::Proc, Admin)> {
     let admin = Admin::new()?;
     let operator = bench::spawn(
         paths,
@@ -224,7 +218,7 @@ fn start_operator(paths: &Paths, args: &Args) -> anyhow::Result<(crate::cluster_
             format!("--max-concurrent-reconciles={}", args.concurrency),
         ],
         // install.yaml's environment, so what is measured is what ships.
-        &[crate::manifests::ALLOCATOR_ENV],
+        &[crate::release::manifests::ALLOCATOR_ENV],
     )?;
     Ok((operator, admin))
 }
@@ -234,7 +228,7 @@ async fn with_operator(
     args: &Args,
     paths: &Paths,
     admin: &Admin,
-    proc: &crate::cluster_proc::Proc,
+    proc: &crate::cluster::proc::Proc,
     instances: i64,
 ) -> anyhow::Result<(Timing, BTreeMap<String, f64>, Steady, OperatorMemory)> {
     let timeout = Duration::from_secs(args.timeout);
@@ -249,13 +243,13 @@ async fn with_operator(
     let mut children = ChildrenObserver::start(client, OPERATOR).await?;
     eprintln!("[bench] operator: applying {n} engines in {m} namespaces");
     let before = bench::scrape(admin.metrics).await?;
-    let cpu_before = crate::bench_stats::cpu_seconds(pid).unwrap_or(0.0);
+    let cpu_before = crate::bench::stats::cpu_seconds(pid).unwrap_or(0.0);
     let zero = Instant::now();
     create_engines(client, OPERATOR, 0..n, m, CREATE_PARALLEL, None).await?;
     let create_s = zero.elapsed().as_secs_f64();
     let times = observer.wait(n, zero, timeout).await?;
     let applied = children.wait(n, zero, timeout).await?;
-    let cpu_s = crate::bench_stats::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+    let cpu_s = crate::bench::stats::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
     drop(children);
     // The last status write may be coalesced: let it land before counting.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -353,7 +347,7 @@ pub fn writes_between(before: &[Sample], after: &[Sample]) -> BTreeMap<String, f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench_stats::parse_samples;
+    use crate::bench::stats::parse_samples;
 
     #[test]
     fn write_deltas_by_verb_and_resource() {

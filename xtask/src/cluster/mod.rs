@@ -6,10 +6,13 @@
 //! `pids` and `e2e.env` (what the e2e harness reads). kwok fakes 3 GPU nodes and 1 CPU node and
 //! makes bound pods Running/Ready; pods never run and nothing dials a pod or Service IP.
 
-use crate::cluster_pki::{self, ClusterPki};
-use crate::cluster_proc::{self, Proc, State};
+pub mod pki;
+pub mod proc;
+
 use crate::util::root;
 use anyhow::{Context, bail};
+use pki::ClusterPki;
+use proc::{Proc, State};
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -109,7 +112,7 @@ impl Layout {
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join("kubeconfig")
     }
-    /// The kubeconfig of identity `short` (`operator`, `webhook`; see `cluster_pki::USERS`).
+    /// The kubeconfig of identity `short` (`operator`, `webhook`; see `pki::USERS`).
     pub fn kubeconfig_for(&self, short: &str) -> PathBuf {
         if short == "admin" {
             self.kubeconfig()
@@ -321,7 +324,7 @@ pub fn wait_until(
                     proc.name,
                     proc.pid,
                     log.display(),
-                    cluster_proc::log_tail(log, 30)
+                    proc::log_tail(log, 30)
                 );
             }
         }
@@ -334,10 +337,10 @@ pub fn wait_until(
 
 /// The recorded processes and whether all of them run and the apiserver is ready.
 fn health(layout: &Layout) -> anyhow::Result<(Vec<Proc>, bool)> {
-    let procs = cluster_proc::read_pids(&layout.pids())?;
+    let procs = proc::read_pids(&layout.pids())?;
     let all_running = !procs.is_empty() && procs.iter().all(|p| p.state() == State::Running);
     // A cluster started by an older xtask may lack files this one relies on: restart it then.
-    let complete = cluster_pki::USERS
+    let complete = pki::USERS
         .iter()
         .map(|(short, _)| layout.kubeconfig_for(short))
         .chain([layout.env_file()])
@@ -401,23 +404,23 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&layout.dir).with_context(|| format!("removing {}", layout.dir.display()))?;
     }
     std::fs::create_dir_all(layout.logs())?;
-    let pki = cluster_pki::write_cluster_pki(&layout.pki())?;
-    let ports = cluster_proc::free_ports(3)?;
+    let pki = pki::write_cluster_pki(&layout.pki())?;
+    let ports = proc::free_ports(3)?;
     let (etcd_port, peer_port, api_port) = (ports[0], ports[1], ports[2]);
-    for (short, _) in cluster_pki::USERS {
-        let config = cluster_pki::kubeconfig(api_port, &pki, short);
-        cluster_pki::write(&layout.kubeconfig_for(short), &config)?;
+    for (short, _) in pki::USERS {
+        let config = pki::kubeconfig(api_port, &pki, short);
+        pki::write(&layout.kubeconfig_for(short), &config)?;
     }
     let audit_policy = layout.pki().join("audit-policy.yaml");
-    cluster_pki::write(&audit_policy, AUDIT_POLICY)?;
+    pki::write(&audit_policy, AUDIT_POLICY)?;
     let egress = layout.pki().join("egress-selector.yaml");
-    cluster_pki::write(&egress, &egress_selector(&layout.egress_socket()))?;
+    pki::write(&egress, &egress_selector(&layout.egress_socket()))?;
     std::fs::write(layout.profile_file(), layout.profile.name())?;
     let logs = layout.logs();
     let pids = layout.pids();
     let log = |name: &str| logs.join(format!("{name}.log"));
 
-    let etcd = cluster_proc::spawn(
+    let etcd = proc::spawn(
         "etcd",
         &bins.etcd,
         &etcd_args(&layout.dir.join("etcd"), etcd_port, peer_port),
@@ -432,13 +435,13 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
         Duration::from_secs(60),
         &[(&etcd, log("etcd"))],
         || {
-            cluster_proc::http_get(etcd_addr, "/health")
+            proc::http_get(etcd_addr, "/health")
                 .map(|(code, body)| code == 200 && body.contains("\"health\":\"true\""))
                 .unwrap_or(false)
         },
     )?;
 
-    let apiserver = cluster_proc::spawn(
+    let apiserver = proc::spawn(
         "kube-apiserver",
         &bins.apiserver,
         &[
@@ -466,7 +469,7 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
     )?;
 
     let kubeconfig = layout.kubeconfig().display().to_string();
-    let kcm = cluster_proc::spawn(
+    let kcm = proc::spawn(
         "kube-controller-manager",
         &bins.controller_manager,
         &[
@@ -479,7 +482,7 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
         &pids,
         true,
     )?;
-    let scheduler = cluster_proc::spawn(
+    let scheduler = proc::spawn(
         "kube-scheduler",
         &bins.scheduler,
         &[
@@ -497,7 +500,7 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
         &pids,
         true,
     )?;
-    let kwok = cluster_proc::spawn(
+    let kwok = proc::spawn(
         "kwok",
         &bins.kwok,
         &strings(&[
@@ -721,12 +724,12 @@ fn write_env_file(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
         bins.kubectl.display(),
         layout.audit_log().display()
     );
-    cluster_pki::write(&layout.env_file(), &content)
+    pki::write(&layout.env_file(), &content)
 }
 
 /// Stops e2e processes, then the cluster (newest first), and removes etcd data. Idempotent.
 pub fn down(layout: &Layout) -> anyhow::Result<()> {
-    let stopped = cluster_proc::stop_all(&layout.e2e_pids())? + cluster_proc::stop_all(&layout.pids())?;
+    let stopped = proc::stop_all(&layout.e2e_pids())? + proc::stop_all(&layout.pids())?;
     for path in [layout.dir.join("etcd"), layout.env_file()] {
         if path.is_dir() {
             std::fs::remove_dir_all(&path)?;
@@ -746,8 +749,8 @@ pub fn down(layout: &Layout) -> anyhow::Result<()> {
 }
 
 fn status(layout: &Layout) -> anyhow::Result<()> {
-    let procs = cluster_proc::read_pids(&layout.pids())?;
-    let e2e = cluster_proc::read_pids(&layout.e2e_pids())?;
+    let procs = proc::read_pids(&layout.pids())?;
+    let e2e = proc::read_pids(&layout.e2e_pids())?;
     if procs.is_empty() && e2e.is_empty() {
         println!(
             "cluster: down (no processes recorded in {})",

@@ -4,11 +4,11 @@
 //! to the PATCH until the engine's DaemonSet has a new generation (seen by a watch). The first
 //! changes therefore include the restart itself (process start, the initial lists).
 
+use crate::bench::children::Generations;
+use crate::bench::engines::{engine_key, engine_resource};
+use crate::bench::stats::{Memory, Quantiles, Sample, sum};
 use crate::bench::{self, Admin, Paths};
-use crate::bench_children::Generations;
-use crate::bench_kube::{engine_key, engine_resource};
-use crate::bench_stats::{Memory, Quantiles, Sample, sum};
-use crate::cluster_proc::Proc;
+use crate::cluster::proc::Proc;
 use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};

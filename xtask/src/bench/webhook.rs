@@ -2,14 +2,14 @@
 //! local cluster) and the canned-review floor server, loaded alternately at each fixed rate over
 //! one HTTP/2 TLS connection each, as the API server's webhook client would.
 
-use crate::bench::{self, Admin, Args, Paths};
-use crate::bench_kube::{
+use crate::bench::engines::{
     BENCH_LABEL, create_engines, create_namespaces, create_objects, delete_phase, engine_key, namespace_name,
 };
-use crate::bench_load::{H2Client, LoadRun, run_fixed_rate, wait_listening};
-use crate::bench_stats::{Histogram, Memory, Quantiles, Sample, sum};
-use crate::cluster_pki::{self, Ca};
-use crate::cluster_proc::{self, Proc};
+use crate::bench::load::{H2Client, LoadRun, run_fixed_rate, wait_listening};
+use crate::bench::stats::{Histogram, Memory, Quantiles, Sample, sum};
+use crate::bench::{self, Admin, Args, Paths};
+use crate::cluster::pki::{self, Ca};
+use crate::cluster::proc::{self, Proc};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use kube::Client;
@@ -131,9 +131,9 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     std::fs::create_dir_all(&certs)?;
     let ca = Ca::new("lmcache-bench-ca")?;
     let (crt, key) = ca.serving("lmcache-bench")?;
-    cluster_pki::write(&certs.join("tls.crt"), &crt)?;
-    cluster_pki::write(&certs.join("tls.key"), &key)?;
-    let ports = cluster_proc::free_ports(2)?;
+    pki::write(&certs.join("tls.crt"), &crt)?;
+    pki::write(&certs.join("tls.key"), &key)?;
+    let ports = proc::free_ports(2)?;
     let addr = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let (webhook_addr, floor_addr) = (addr(ports[0]), addr(ports[1]));
     let admin = Admin::new()?;
@@ -152,7 +152,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
             "--shutdown-delay-seconds=0".to_string(),
         ],
         // install.yaml's environment, so what is measured is what ships.
-        &[crate::manifests::ALLOCATOR_ENV],
+        &[crate::release::manifests::ALLOCATOR_ENV],
     )?;
     let floor = bench::spawn(
         paths,

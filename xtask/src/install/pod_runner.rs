@@ -393,7 +393,7 @@ impl Shared {
             ..Layout::new()
         };
         let kubectl = Kubectl::new(&layout);
-        let kubeconfig = crate::e2e_rbac::token_kubeconfig(&layout, &kubectl, &self.namespace, &sa)?;
+        let kubeconfig = crate::e2e::rbac::token_kubeconfig(&layout, &kubectl, &self.namespace, &sa)?;
 
         let mut command = Command::new(&program);
         command.env_clear();

@@ -2,8 +2,8 @@
 //! tables, also printed), with the targets checked.
 
 use crate::bench::Args;
-use crate::bench_converge::Convergence;
-use crate::bench_webhook::WebhookBench;
+use crate::bench::converge::Convergence;
+use crate::bench::webhook::WebhookBench;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -364,10 +364,10 @@ fn targets_md(md: &mut String, report: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench_change::ChangeLatency;
-    use crate::bench_converge::{OperatorMemory, Scaled, Steady, Timing};
-    use crate::bench_stats::{Memory, Quantiles};
-    use crate::bench_webhook::{HandlerLatency, Side, Step};
+    use crate::bench::change::ChangeLatency;
+    use crate::bench::converge::{OperatorMemory, Scaled, Steady, Timing};
+    use crate::bench::stats::{Memory, Quantiles};
+    use crate::bench::webhook::{HandlerLatency, Side, Step};
     use clap::Parser;
     use std::collections::BTreeMap;
 

@@ -5,10 +5,12 @@
 //! client config), runs `cargo test -p lmcache-e2e -- --ignored`, and always stops the
 //! processes again; the cluster is stopped too unless `--keep`.
 
+pub mod kind;
+pub mod rbac;
+
+use crate::cluster::pki::{self, Ca};
+use crate::cluster::proc::{self, Proc, State};
 use crate::cluster::{self, Kubectl, Layout};
-use crate::cluster_pki::{self, Ca};
-use crate::cluster_proc::{self, Proc, State};
-use crate::e2e_rbac;
 use crate::util::{root, run as sh, run_env};
 use anyhow::{Context, bail};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -45,19 +47,19 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.kind {
-        return crate::e2e_kind::run(&args.test_args);
+        return kind::run(&args.test_args);
     }
     let started = Instant::now();
     let layout = Layout::new();
     let _lock = layout.lock()?;
     // Leftovers of an interrupted run would reconcile alongside the new operator.
-    cluster_proc::stop_all(&layout.e2e_pids())?;
+    proc::stop_all(&layout.e2e_pids())?;
     let result = cluster::up(&layout).and_then(|_| {
         eprintln!("[e2e] cluster ready at {:.1}s", started.elapsed().as_secs_f64());
         suite(&layout, &args)
     });
     // Cleanup runs whatever happened above, so failing tests leave no processes behind.
-    let stopped = cluster_proc::stop_all(&layout.e2e_pids());
+    let stopped = proc::stop_all(&layout.e2e_pids());
     let cleaned = if args.keep {
         remove_webhook_configuration(&layout)
     } else {
@@ -115,7 +117,7 @@ fn suite(layout: &Layout, args: &Args) -> anyhow::Result<()> {
     let exclusive = if filters.is_empty() {
         Ok(())
     } else {
-        cluster_proc::stop_all(&layout.e2e_pids())?;
+        proc::stop_all(&layout.e2e_pids())?;
         let started = Instant::now();
         let mut alone = test_command(1);
         alone.extend(filters.iter().map(String::as_str));
@@ -229,17 +231,15 @@ pub fn start_product(layout: &Layout, kubectl: &Kubectl, detached: bool) -> anyh
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {SYSTEM_NAMESPACE}\n"
         )),
     )?;
-    let ports = cluster_proc::free_ports(5)?;
+    let ports = proc::free_ports(5)?;
     let addr = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let (webhook_port, webhook_metrics, webhook_health) = (ports[0], addr(ports[1]), addr(ports[2]));
     let (operator_metrics, operator_health) = (addr(ports[3]), addr(ports[4]));
     // Each process runs as its install.yaml ServiceAccount (a TokenRequest token), so a verb
     // missing from the generated RBAC fails the tests, and the audit log tells them apart.
-    e2e_rbac::apply(kubectl, SYSTEM_NAMESPACE)?;
-    let webhook_kubeconfig =
-        e2e_rbac::token_kubeconfig(layout, kubectl, SYSTEM_NAMESPACE, e2e_rbac::WEBHOOK_SA)?;
-    let operator_kubeconfig =
-        e2e_rbac::token_kubeconfig(layout, kubectl, SYSTEM_NAMESPACE, e2e_rbac::CONTROLLER_SA)?;
+    rbac::apply(kubectl, SYSTEM_NAMESPACE)?;
+    let webhook_kubeconfig = rbac::token_kubeconfig(layout, kubectl, SYSTEM_NAMESPACE, rbac::WEBHOOK_SA)?;
+    let operator_kubeconfig = rbac::token_kubeconfig(layout, kubectl, SYSTEM_NAMESPACE, rbac::CONTROLLER_SA)?;
     let proc_env = |kubeconfig: &PathBuf| {
         [
             ("KUBECONFIG", kubeconfig.display().to_string()),
@@ -254,8 +254,8 @@ pub fn start_product(layout: &Layout, kubectl: &Kubectl, detached: bool) -> anyh
     std::fs::create_dir_all(&certs)?;
     let ca = Ca::new("lmcache-e2e-webhook-ca")?;
     let (crt, key) = ca.serving("lmcache-e2e-webhook")?;
-    cluster_pki::write(&certs.join("tls.crt"), &crt)?;
-    cluster_pki::write(&certs.join("tls.key"), &key)?;
+    pki::write(&certs.join("tls.crt"), &crt)?;
+    pki::write(&certs.join("tls.key"), &key)?;
     let webhook_args = vec![
         "serve".to_string(),
         "--bind-address=127.0.0.1".to_string(),
@@ -275,7 +275,7 @@ pub fn start_product(layout: &Layout, kubectl: &Kubectl, detached: bool) -> anyh
         "LMCACHE_E2E_OPERATOR_KUBECONFIG",
         operator_kubeconfig.display().to_string(),
     ));
-    let webhook = cluster_proc::spawn(
+    let webhook = proc::spawn(
         "lmcache-webhook",
         &bin.join("lmcache-webhook"),
         &webhook_args,
@@ -284,7 +284,7 @@ pub fn start_product(layout: &Layout, kubectl: &Kubectl, detached: bool) -> anyh
         &layout.e2e_pids(),
         detached,
     )?;
-    let operator = cluster_proc::spawn(
+    let operator = proc::spawn(
         "lmcache-operator",
         &bin.join("lmcache-operator"),
         &[
@@ -326,7 +326,7 @@ fn ready(layout: &Layout, proc: &Proc, health: SocketAddr) -> bool {
         &format!("{} ready", proc.name),
         Duration::from_secs(90),
         &[(proc, log.clone())],
-        || matches!(cluster_proc::http_get(health, "/readyz"), Ok((200, _))),
+        || matches!(proc::http_get(health, "/readyz"), Ok((200, _))),
     );
     match result {
         Ok(()) => true,
@@ -334,7 +334,7 @@ fn ready(layout: &Layout, proc: &Proc, health: SocketAddr) -> bool {
             eprintln!(
                 "[e2e] WARNING: {} is not usable ({e:#}); its tests will fail. Log tail:\n{}",
                 proc.name,
-                cluster_proc::log_tail(&log, 20)
+                proc::log_tail(&log, 20)
             );
             if proc.state() == State::Running {
                 proc.stop(Duration::from_secs(5));
@@ -347,8 +347,8 @@ fn ready(layout: &Layout, proc: &Proc, health: SocketAddr) -> bool {
 /// install.yaml's webhook entries (both injectors) with loopback `url` client configs under
 /// `base` (`https://127.0.0.1:PORT`).
 fn webhook_configuration(base: &str, ca_pem: &str) -> anyhow::Result<String> {
-    let ca = cluster_pki::base64(ca_pem.as_bytes());
-    let hooks: Vec<serde_json::Value> = crate::manifests::webhook_entries(SYSTEM_NAMESPACE)
+    let ca = pki::base64(ca_pem.as_bytes());
+    let hooks: Vec<serde_json::Value> = crate::release::manifests::webhook_entries(SYSTEM_NAMESPACE)
         .into_iter()
         .map(|(mut hook, path)| {
             hook["clientConfig"] = serde_json::json!({"url": format!("{base}{path}"), "caBundle": ca});
