@@ -8,6 +8,8 @@ mod demo;
 mod e2e;
 mod install;
 mod release;
+#[cfg(test)]
+mod structure;
 mod util;
 
 use clap::{Parser, Subcommand};

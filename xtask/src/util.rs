@@ -72,20 +72,3 @@ pub fn write_or_check(path: &Path, content: &str, check: bool) -> anyhow::Result
     eprintln!("wrote {}", path.display());
     Ok(true)
 }
-
-/// Runs one of `xtask/scripts/` (idempotent builds cached under `cache_dir`) with `env`, stdin
-/// closed; fails when it does.
-pub fn run_build_script(script: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
-    let script = root().join("xtask/scripts").join(script);
-    let status = Command::new("bash")
-        .arg(&script)
-        .envs(env.iter().copied())
-        .env("LMCACHE_CACHE_DIR", crate::cluster::cache_dir())
-        .stdin(std::process::Stdio::null())
-        .status()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !status.success() {
-        bail!("{} failed with {status}", script.display());
-    }
-    Ok(())
-}

@@ -6,8 +6,8 @@
 
 use crate::bench::children::Generations;
 use crate::bench::engines::{engine_key, engine_resource};
+use crate::bench::phase::{self, Admin, Paths};
 use crate::bench::stats::{Memory, Quantiles, Sample, sum};
-use crate::bench::{self, Admin, Paths};
 use crate::cluster::proc::Proc;
 use futures::StreamExt;
 use kube::Client;
@@ -37,7 +37,7 @@ pub struct ChangeLatency {
     pub restarted_memory: Memory,
 }
 
-/// Starts an operator with `args` (as [`bench::spawn`]), runs the phase on the `engines`
+/// Starts an operator with `args` (as [`phase::spawn`]), runs the phase on the `engines`
 /// engines `0..engines` of `phase`, and stops it.
 pub async fn run(
     client: &Client,
@@ -62,7 +62,7 @@ pub async fn run(
         spawned,
     )
     .await;
-    bench::stop(operator).await;
+    phase::stop(operator).await;
     result
 }
 
@@ -102,7 +102,7 @@ async fn measure(
             anyhow::Ok((sent, seen.saturating_duration_since(sent)))
         });
     }
-    bench::wait_ready(paths, operator, admin.health).await?;
+    phase::wait_ready(paths, operator, admin.health).await?;
     let results: Vec<anyhow::Result<(Instant, Duration)>> = futures::stream::iter(pending)
         .buffer_unordered(CHANGES)
         .collect()
@@ -135,7 +135,7 @@ async fn resync_done(metrics: std::net::SocketAddr, engines: f64) -> anyhow::Res
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         // Until the restarted process listens, a scrape fails: keep asking.
-        let samples: Vec<Sample> = bench::scrape(metrics).await.unwrap_or_default();
+        let samples: Vec<Sample> = phase::scrape(metrics).await.unwrap_or_default();
         if sum(&samples, RECONCILES, &[("kind", "LMCacheEngine")]) >= engines {
             return Ok(Instant::now());
         }

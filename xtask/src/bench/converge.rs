@@ -3,12 +3,13 @@
 //! The floor runs first, with no controller at all; its namespaces are deleted (and gone)
 //! before the operator starts, so both phases begin from the same empty cluster.
 
+use crate::bench::args::Args;
 use crate::bench::change::{self, ChangeLatency};
 use crate::bench::children::ChildrenObserver;
 use crate::bench::engines::{Observer, create_engines, create_namespaces, delete_phase};
 use crate::bench::floor::{self, FloorWritesSnapshot};
+use crate::bench::phase::{self, Admin, Paths};
 use crate::bench::stats::{Memory, Sample, median};
-use crate::bench::{self, Admin, Args, Paths};
 use crate::cluster::NODES;
 use kube::Client;
 use serde::Serialize;
@@ -116,7 +117,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     // Operator.
     let (operator, admin) = start_operator(paths, args)?;
     let result = with_operator(client, args, paths, &admin, &operator, instances).await;
-    bench::stop(operator).await;
+    phase::stop(operator).await;
     let (operator_timing, operator_writes, steady, memory) = result?;
     let engines_now = memory.scaled.as_ref().map_or(n, |s| s.engines);
     let change = if args.skip_change {
@@ -207,7 +208,7 @@ fn ratio(operator: f64, floor: f64) -> f64 {
 /// A release operator without leader election (so the bench counts no Lease renewals).
 fn start_operator(paths: &Paths, args: &Args) -> anyhow::Result<(crate::cluster::proc::Proc, Admin)> {
     let admin = Admin::new()?;
-    let operator = bench::spawn(
+    let operator = phase::spawn(
         paths,
         "lmcache-operator",
         "lmcache-operator",
@@ -234,7 +235,7 @@ async fn with_operator(
     let timeout = Duration::from_secs(args.timeout);
     let (n, m) = (args.engines, args.namespaces);
     let pid = proc.pid;
-    bench::wait_ready(paths, proc, admin.health).await?;
+    phase::wait_ready(paths, proc, admin.health).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = memory(pid)?;
 
@@ -242,7 +243,7 @@ async fn with_operator(
     let mut observer = Observer::start(client, OPERATOR, instances).await?;
     let mut children = ChildrenObserver::start(client, OPERATOR).await?;
     eprintln!("[bench] operator: applying {n} engines in {m} namespaces");
-    let before = bench::scrape(admin.metrics).await?;
+    let before = phase::scrape(admin.metrics).await?;
     let cpu_before = crate::bench::stats::cpu_seconds(pid).unwrap_or(0.0);
     let zero = Instant::now();
     create_engines(client, OPERATOR, 0..n, m, CREATE_PARALLEL, None).await?;
@@ -253,7 +254,7 @@ async fn with_operator(
     drop(children);
     // The last status write may be coalesced: let it land before counting.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let converged_at = bench::scrape(admin.metrics).await?;
+    let converged_at = phase::scrape(admin.metrics).await?;
     let timing = Timing {
         cpu_s,
         ..Timing::from(&times, create_s, &applied)
@@ -266,7 +267,7 @@ async fn with_operator(
         args.steady_seconds
     );
     tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
-    let steady_end = bench::scrape(admin.metrics).await?;
+    let steady_end = phase::scrape(admin.metrics).await?;
     let by_resource = writes_between(&converged_at, &steady_end);
     let steady = Steady {
         seconds: args.steady_seconds,

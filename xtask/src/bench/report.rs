@@ -1,7 +1,7 @@
 //! The bench report: `target/bench/report.json` (everything measured) and `report.md` (the
 //! tables, also printed), with the targets checked.
 
-use crate::bench::Args;
+use crate::bench::args::Args;
 use crate::bench::converge::Convergence;
 use crate::bench::webhook::WebhookBench;
 use serde::Serialize;

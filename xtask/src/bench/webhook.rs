@@ -2,12 +2,13 @@
 //! local cluster) and the canned-review floor server, loaded alternately at each fixed rate over
 //! one HTTP/2 TLS connection each, as the API server's webhook client would.
 
+use crate::bench::args::Args;
 use crate::bench::engines::{
     BENCH_LABEL, create_engines, create_namespaces, create_objects, delete_phase, engine_key, namespace_name,
 };
 use crate::bench::load::{H2Client, LoadRun, run_fixed_rate, wait_listening};
+use crate::bench::phase::{self, Admin, Paths};
 use crate::bench::stats::{Histogram, Memory, Quantiles, Sample, sum};
-use crate::bench::{self, Admin, Args, Paths};
 use crate::cluster::pki::{self, Ca};
 use crate::cluster::proc::{self, Proc};
 use anyhow::{Context, bail};
@@ -138,7 +139,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     let (webhook_addr, floor_addr) = (addr(ports[0]), addr(ports[1]));
     let admin = Admin::new()?;
 
-    let webhook = bench::spawn(
+    let webhook = phase::spawn(
         paths,
         "lmcache-webhook",
         "lmcache-webhook",
@@ -154,7 +155,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
         // install.yaml's environment, so what is measured is what ships.
         &[crate::release::manifests::ALLOCATOR_ENV],
     )?;
-    let floor = bench::spawn(
+    let floor = phase::spawn(
         paths,
         "bench-floor-server",
         "xtask",
@@ -174,8 +175,8 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
         (&floor, floor_addr),
     )
     .await;
-    bench::stop(webhook).await;
-    bench::stop(floor).await;
+    phase::stop(webhook).await;
+    phase::stop(floor).await;
     delete_phase(client, PHASE, None).await?;
     result
 }
@@ -188,14 +189,14 @@ async fn measure(
     (webhook, webhook_addr): (&Proc, SocketAddr),
     (floor, floor_addr): (&Proc, SocketAddr),
 ) -> anyhow::Result<WebhookBench> {
-    bench::wait_ready(paths, webhook, admin.health).await?;
+    phase::wait_ready(paths, webhook, admin.health).await?;
     wait_listening(floor_addr, Duration::from_secs(30)).await?;
     // Ready means the initial lists are done; the last engines may still be on their way.
     let expected = (2 * args.webhook_engines + 1) as f64;
     let mut cached = 0.0;
     for _ in 0..60 {
         cached = sum(
-            &bench::scrape(admin.metrics).await?,
+            &phase::scrape(admin.metrics).await?,
             "lmcache_webhook_cached_engines",
             &[],
         );
@@ -227,13 +228,13 @@ async fn measure(
             "[bench] webhook: {rate}/s for {}s (then the floor)",
             args.duration
         );
-        let before = bench::scrape(admin.metrics).await?;
+        let before = phase::scrape(admin.metrics).await?;
         let (run, rss) = sampled(
             webhook.pid,
             run_fixed_rate(&webhook_client, MUTATE_PATH, body.clone(), rate, duration),
         )
         .await;
-        let after = bench::scrape(admin.metrics).await?;
+        let after = phase::scrape(admin.metrics).await?;
         let webhook_side = side(run?, rss, Some((&before, &after)));
         if webhook_side.injected.unwrap_or(0.0) < 1.0 {
             bail!(

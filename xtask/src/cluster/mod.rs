@@ -203,7 +203,7 @@ impl Binaries {
     /// Runs the (idempotent) build script; it returns at once when everything is cached.
     pub fn build() -> anyhow::Result<Self> {
         let started = Instant::now();
-        crate::util::run_build_script(
+        run_build_script(
             "build-control-plane.sh",
             &[
                 ("K8S_VERSION", K8S_VERSION),
@@ -245,6 +245,23 @@ pub fn cache_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| root().join("target"));
     base.join("lmcache-operator")
+}
+
+/// Runs one of `xtask/scripts/` (idempotent builds cached under `cache_dir`) with `env`, stdin
+/// closed; fails when it does.
+pub fn run_build_script(script: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let script = root().join("xtask/scripts").join(script);
+    let status = Command::new("bash")
+        .arg(&script)
+        .envs(env.iter().copied())
+        .env("LMCACHE_CACHE_DIR", cache_dir())
+        .stdin(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !status.success() {
+        bail!("{} failed with {status}", script.display());
+    }
+    Ok(())
 }
 
 /// A kubectl bound to the cluster's kubeconfig.

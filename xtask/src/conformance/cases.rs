@@ -10,8 +10,9 @@ use std::process::Command;
 /// First-line marker of an inject case's expectations (tests/conformance/inject/*.yaml).
 const EXPECTATIONS: &str = "# conformance-expectations:";
 
-/// Writes every case into `dir` (emptied first); returns how many.
-pub fn write_all(dir: &Path, captured: Option<&Path>) -> anyhow::Result<usize> {
+/// Writes every case into `dir` (emptied first), splitting inject cases into files under
+/// `split`; returns how many.
+pub fn write_all(dir: &Path, split: &Path, captured: Option<&Path>) -> anyhow::Result<usize> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
@@ -27,7 +28,7 @@ pub fn write_all(dir: &Path, captured: Option<&Path>) -> anyhow::Result<usize> {
     write_case(dir, "inject-seed", objects, None)?;
     count += 1;
     for case in yaml_files(&root().join("tests/conformance/inject"))? {
-        let (objects, expectations) = inject_case(&case)?;
+        let (objects, expectations) = inject_case(&case, split)?;
         write_case(dir, &format!("inject-{}", stem(&case)), objects, expectations)?;
         count += 1;
     }
@@ -79,8 +80,9 @@ fn inject(engines: &Path, workloads: &Path) -> anyhow::Result<Vec<Value>> {
     documents(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// An inject case file: its engines and workloads split into two files for `inject`.
-fn inject_case(path: &Path) -> anyhow::Result<(Vec<Value>, Option<Value>)> {
+/// An inject case file: its engines and workloads split into two files (under `split`) for
+/// `inject`.
+fn inject_case(path: &Path, split: &Path) -> anyhow::Result<(Vec<Value>, Option<Value>)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let expectations = text
         .lines()
@@ -92,7 +94,7 @@ fn inject_case(path: &Path) -> anyhow::Result<(Vec<Value>, Option<Value>)> {
     let (engines, workloads): (Vec<Value>, Vec<Value>) = documents(&text)?
         .into_iter()
         .partition(|d| matches!(d["kind"].as_str(), Some("CacheBlendEngine" | "LMCacheEngine")));
-    let split = crate::conformance::work_dir().join("split").join(stem(path));
+    let split = split.join(stem(path));
     std::fs::create_dir_all(&split)?;
     let engines_file = split.join("engines.yaml");
     let workloads_file = split.join("workloads.yaml");

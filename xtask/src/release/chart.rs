@@ -11,7 +11,7 @@
 //! (webhook off, no leader election, digests, scheduling, `files` TLS, replicas) change what
 //! they claim and nothing else; settings that cannot work together fail the render.
 
-use crate::cluster::{K8S_VERSION, cache_dir};
+use crate::cluster::{K8S_VERSION, cache_dir, run_build_script};
 use crate::util::root;
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
@@ -37,7 +37,7 @@ pub fn chart_dir() -> PathBuf {
 
 /// Builds helm when it is not cached and returns its path.
 pub fn helm() -> anyhow::Result<PathBuf> {
-    crate::util::run_build_script(
+    run_build_script(
         "build-helm.sh",
         &[("HELM_VERSION", HELM_VERSION), ("K8S_VERSION", K8S_VERSION)],
     )?;
