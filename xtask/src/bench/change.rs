@@ -5,9 +5,10 @@
 //! changes therefore include the restart itself (process start, the initial lists).
 
 use crate::bench::children::Generations;
-use crate::bench::engines::{engine_key, engine_resource};
+use crate::bench::engines::engine_key;
 use crate::bench::phase::{self, Admin, Paths};
 use crate::bench::stats::{Memory, Quantiles, Sample, sum};
+use crate::cluster::client::engine_resource;
 use crate::cluster::proc::Proc;
 use futures::StreamExt;
 use kube::Client;

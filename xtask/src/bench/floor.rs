@@ -280,7 +280,7 @@ impl Shared {
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.client.clone(),
             namespace,
-            &crate::bench::engines::engine_resource(),
+            &crate::cluster::client::engine_resource(),
         );
         let _permit = self.permits.acquire().await?;
         api.patch_status(

@@ -143,7 +143,7 @@ fn measure(args: &Args, paths: &Paths) -> anyhow::Result<Report> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = crate::bench::engines::connect(&paths.kubeconfig).await?;
+        let client = crate::cluster::client::connect(&paths.kubeconfig).await?;
         if !args.skip_convergence {
             report.convergence = Some(converge::run(&client, args, paths).await?);
         }

@@ -6,6 +6,7 @@
 //! `pids` and `e2e.env` (what the e2e harness reads). kwok fakes 3 GPU nodes and 1 CPU node and
 //! makes bound pods Running/Ready; pods never run and nothing dials a pod or Service IP.
 
+pub mod client;
 pub mod pki;
 pub mod proc;
 

@@ -24,7 +24,7 @@
 pub mod egress_proxy;
 pub mod pod_runner;
 
-use crate::bench::engines;
+use crate::cluster::client::{connect, engine_resource};
 use crate::cluster::{self, K8S_VERSION, Kubectl, Layout};
 use crate::release::image::{self, Built};
 use crate::util::root;
@@ -120,7 +120,7 @@ where
 }
 
 async fn scenario(layout: &Layout, built: &[Built]) -> anyhow::Result<()> {
-    let client = engines::connect(&layout.kubeconfig()).await?;
+    let client = connect(&layout.kubeconfig()).await?;
     let kubectl = Kubectl::new(layout);
     let version = env!("CARGO_PKG_VERSION");
     let mut images = HashMap::new();
@@ -339,7 +339,7 @@ async fn installed(client: &Client) -> anyhow::Result<()> {
 }
 
 fn engine_api(client: &Client, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &engines::engine_resource())
+    Api::namespaced_with(client.clone(), ns, &engine_resource())
 }
 
 fn opted_in_pod(engine: &str) -> Pod {
