@@ -132,7 +132,7 @@ fn prepare(kubectl: &Kubectl) -> anyhow::Result<()> {
         ],
         Some(SERVICE_CIDR),
     )?;
-    crate::e2e::install_crds(kubectl, "lmcache-bench")
+    crate::e2e::product::install_crds(kubectl, "lmcache-bench")
 }
 
 fn measure(args: &Args, paths: &Paths) -> anyhow::Result<Report> {
