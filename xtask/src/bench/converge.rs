@@ -232,15 +232,46 @@ async fn with_operator(
     proc: &crate::cluster::proc::Proc,
     instances: i64,
 ) -> anyhow::Result<(Timing, BTreeMap<String, f64>, Steady, OperatorMemory)> {
-    let timeout = Duration::from_secs(args.timeout);
-    let (n, m) = (args.engines, args.namespaces);
     let pid = proc.pid;
     phase::wait_ready(paths, proc, admin.health).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = memory(pid)?;
 
-    create_namespaces(client, OPERATOR, m).await?;
+    create_namespaces(client, OPERATOR, args.namespaces).await?;
     let mut observer = Observer::start(client, OPERATOR, instances).await?;
+    let (timing, before, converged_at) = operator_converges(client, args, admin, pid, &mut observer).await?;
+    let writes = writes_between(&before, &converged_at);
+    let steady = steady_state(args, admin, &converged_at).await?;
+    let converged = memory(pid)?;
+    let scaled = if args.memory_engines > args.engines {
+        Some(scale_up(client, args, pid, &mut observer).await?)
+    } else {
+        None
+    };
+    drop(observer);
+    Ok((
+        timing,
+        writes,
+        steady,
+        OperatorMemory {
+            idle,
+            converged,
+            scaled,
+        },
+    ))
+}
+
+/// Applies `--engines` engines to the running operator and times them; returns the timing and
+/// the scrapes of its metrics before and once converged.
+async fn operator_converges(
+    client: &Client,
+    args: &Args,
+    admin: &Admin,
+    pid: u32,
+    observer: &mut Observer,
+) -> anyhow::Result<(Timing, Vec<Sample>, Vec<Sample>)> {
+    let timeout = Duration::from_secs(args.timeout);
+    let (n, m) = (args.engines, args.namespaces);
     let mut children = ChildrenObserver::start(client, OPERATOR).await?;
     eprintln!("[bench] operator: applying {n} engines in {m} namespaces");
     let before = phase::scrape(admin.metrics).await?;
@@ -260,58 +291,50 @@ async fn with_operator(
         ..Timing::from(&times, create_s, &applied)
     };
     eprintln!("[bench] operator converged in {:.1}s", timing.total_s);
-    let writes = writes_between(&before, &converged_at);
+    Ok((timing, before, converged_at))
+}
 
+/// The operator's writes in the `--steady-seconds` after `converged_at`.
+async fn steady_state(args: &Args, admin: &Admin, converged_at: &[Sample]) -> anyhow::Result<Steady> {
     eprintln!(
         "[bench] steady state: counting writes for {}s",
         args.steady_seconds
     );
     tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
     let steady_end = phase::scrape(admin.metrics).await?;
-    let by_resource = writes_between(&converged_at, &steady_end);
-    let steady = Steady {
+    let by_resource = writes_between(converged_at, &steady_end);
+    Ok(Steady {
         seconds: args.steady_seconds,
         // An empty f64 sum is -0.0.
         writes: by_resource.values().sum::<f64>() + 0.0,
         by_resource,
-    };
-    let converged = memory(pid)?;
+    })
+}
 
-    let scaled = if args.memory_engines > n {
-        let total = args.memory_engines;
-        eprintln!("[bench] memory: scaling to {total} engines");
-        let zero = Instant::now();
-        create_engines(client, OPERATOR, n..total, m, CREATE_PARALLEL, None).await?;
-        let reached = match observer.wait(total, zero, timeout).await {
-            Ok(_) => total,
-            Err(e) => {
-                eprintln!("[bench] WARNING: {e:#}; measuring memory anyway");
-                observer.converged()
-            }
-        };
-        let seconds = zero.elapsed().as_secs_f64();
-        // Let the last status writes and cache updates settle.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        Some(Scaled {
-            engines: total,
-            converged: reached,
-            seconds,
-            memory: memory(pid)?,
-        })
-    } else {
-        None
+/// Adds engines up to `--memory-engines` and measures the operator's memory with them (also
+/// when not all of them converge in time).
+async fn scale_up(client: &Client, args: &Args, pid: u32, observer: &mut Observer) -> anyhow::Result<Scaled> {
+    let timeout = Duration::from_secs(args.timeout);
+    let (n, m, total) = (args.engines, args.namespaces, args.memory_engines);
+    eprintln!("[bench] memory: scaling to {total} engines");
+    let zero = Instant::now();
+    create_engines(client, OPERATOR, n..total, m, CREATE_PARALLEL, None).await?;
+    let reached = match observer.wait(total, zero, timeout).await {
+        Ok(_) => total,
+        Err(e) => {
+            eprintln!("[bench] WARNING: {e:#}; measuring memory anyway");
+            observer.converged()
+        }
     };
-    drop(observer);
-    Ok((
-        timing,
-        writes,
-        steady,
-        OperatorMemory {
-            idle,
-            converged,
-            scaled,
-        },
-    ))
+    let seconds = zero.elapsed().as_secs_f64();
+    // Let the last status writes and cache updates settle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    Ok(Scaled {
+        engines: total,
+        converged: reached,
+        seconds,
+        memory: memory(pid)?,
+    })
 }
 
 fn memory(pid: u32) -> anyhow::Result<Memory> {

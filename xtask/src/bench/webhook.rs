@@ -97,37 +97,7 @@ impl HandlerLatency {
 }
 
 pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<WebhookBench> {
-    delete_phase(client, PHASE, Some(Duration::from_secs(args.timeout))).await?;
-    create_namespaces(client, PHASE, NAMESPACES).await?;
-    let namespace = namespace_name(PHASE, 0);
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        &namespace,
-        &ApiResource::erase::<CacheBlendEngine>(&()),
-    );
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(blend_engine(&namespace, ENGINE))?,
-    )
-    .await
-    .context("creating the bench CacheBlendEngine")?;
-    // The caches a fleet fills: `--webhook-engines` of each kind besides the reviewed one.
-    let n = args.webhook_engines;
-    eprintln!("[bench] webhook: creating {n} LMCacheEngines and {n} CacheBlendEngines");
-    create_engines(client, PHASE, 0..n, NAMESPACES, CREATE_PARALLEL, None).await?;
-    let blends = (0..n).map(|j| {
-        let (namespace, _) = engine_key(PHASE, j, NAMESPACES);
-        blend_engine(&namespace, &format!("blend-{j:04}"))
-    });
-    create_objects(
-        client,
-        &ApiResource::erase::<CacheBlendEngine>(&()),
-        blends,
-        CREATE_PARALLEL,
-        None,
-    )
-    .await?;
-
+    create_cached_engines(client, args).await?;
     let certs = paths.out.join("certs");
     std::fs::create_dir_all(&certs)?;
     let ca = Ca::new("lmcache-bench-ca")?;
@@ -181,6 +151,41 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     result
 }
 
+/// The engines the webhook caches, in a fresh phase: the reviewed CacheBlendEngine and
+/// `--webhook-engines` of each kind.
+async fn create_cached_engines(client: &Client, args: &Args) -> anyhow::Result<()> {
+    delete_phase(client, PHASE, Some(Duration::from_secs(args.timeout))).await?;
+    create_namespaces(client, PHASE, NAMESPACES).await?;
+    let namespace = namespace_name(PHASE, 0);
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &namespace,
+        &ApiResource::erase::<CacheBlendEngine>(&()),
+    );
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(blend_engine(&namespace, ENGINE))?,
+    )
+    .await
+    .context("creating the bench CacheBlendEngine")?;
+    // The caches a fleet fills: `--webhook-engines` of each kind besides the reviewed one.
+    let n = args.webhook_engines;
+    eprintln!("[bench] webhook: creating {n} LMCacheEngines and {n} CacheBlendEngines");
+    create_engines(client, PHASE, 0..n, NAMESPACES, CREATE_PARALLEL, None).await?;
+    let blends = (0..n).map(|j| {
+        let (namespace, _) = engine_key(PHASE, j, NAMESPACES);
+        blend_engine(&namespace, &format!("blend-{j:04}"))
+    });
+    create_objects(
+        client,
+        &ApiResource::erase::<CacheBlendEngine>(&()),
+        blends,
+        CREATE_PARALLEL,
+        None,
+    )
+    .await
+}
+
 async fn measure(
     args: &Args,
     paths: &Paths,
@@ -191,7 +196,38 @@ async fn measure(
 ) -> anyhow::Result<WebhookBench> {
     phase::wait_ready(paths, webhook, admin.health).await?;
     wait_listening(floor_addr, Duration::from_secs(30)).await?;
-    // Ready means the initial lists are done; the last engines may still be on their way.
+    let cached = wait_cached(args, admin).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let webhook_idle = memory(webhook.pid)?;
+    let floor_idle = memory(floor.pid)?;
+
+    let webhook_client = H2Client::connect(webhook_addr, ca_pem).await?;
+    let floor_client = H2Client::connect(floor_addr, ca_pem).await?;
+    let body = Bytes::from(serde_json::to_vec(&review(&namespace_name(PHASE, 0)))?);
+    // Warm both: connection windows, allocator, the webhook's first decode.
+    for client in [&webhook_client, &floor_client] {
+        run_fixed_rate(client, MUTATE_PATH, body.clone(), 200, Duration::from_secs(1)).await?;
+    }
+    let mut steps = Vec::new();
+    for &rate in &args.rates {
+        let webhook = (webhook, &webhook_client);
+        steps.push(load_step(args, admin, rate, &body, webhook, (floor, &floor_client)).await?);
+    }
+    let max_rss = |side: fn(&Step) -> &Side| steps.iter().map(|s| side(s).max_rss_mib).fold(0.0f64, f64::max);
+    Ok(WebhookBench {
+        step_seconds: args.duration,
+        cached_engines: cached,
+        webhook_loaded_rss_mib: max_rss(|s| &s.webhook),
+        floor_loaded_rss_mib: max_rss(|s| &s.floor),
+        steps,
+        webhook_idle,
+        floor_idle,
+    })
+}
+
+/// Waits until the webhook caches every bench engine (ready means its initial lists are done;
+/// the last engines may still be on their way); returns how many it caches.
+async fn wait_cached(args: &Args, admin: &Admin) -> anyhow::Result<f64> {
     let expected = (2 * args.webhook_engines + 1) as f64;
     let mut cached = 0.0;
     for _ in 0..60 {
@@ -208,63 +244,47 @@ async fn measure(
     if cached < expected {
         bail!("the webhook cached {cached} of the {expected} bench engines");
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let webhook_idle = memory(webhook.pid)?;
-    let floor_idle = memory(floor.pid)?;
+    Ok(cached)
+}
 
-    let webhook_client = H2Client::connect(webhook_addr, ca_pem).await?;
-    let floor_client = H2Client::connect(floor_addr, ca_pem).await?;
-    let body = Bytes::from(serde_json::to_vec(&review(&namespace_name(PHASE, 0)))?);
-    // Warm both: connection windows, allocator, the webhook's first decode.
-    for client in [&webhook_client, &floor_client] {
-        run_fixed_rate(client, MUTATE_PATH, body.clone(), 200, Duration::from_secs(1)).await?;
-    }
-
+/// One rate: the webhook for `--duration` seconds (its own metrics scraped around it), then the
+/// floor server.
+async fn load_step(
+    args: &Args,
+    admin: &Admin,
+    rate: u32,
+    body: &Bytes,
+    (webhook, webhook_client): (&Proc, &H2Client),
+    (floor, floor_client): (&Proc, &H2Client),
+) -> anyhow::Result<Step> {
     let duration = Duration::from_secs(args.duration);
-    let mut steps = Vec::new();
-    let (mut webhook_loaded, mut floor_loaded) = (0.0f64, 0.0f64);
-    for &rate in &args.rates {
-        eprintln!(
-            "[bench] webhook: {rate}/s for {}s (then the floor)",
-            args.duration
-        );
-        let before = phase::scrape(admin.metrics).await?;
-        let (run, rss) = sampled(
-            webhook.pid,
-            run_fixed_rate(&webhook_client, MUTATE_PATH, body.clone(), rate, duration),
-        )
-        .await;
-        let after = phase::scrape(admin.metrics).await?;
-        let webhook_side = side(run?, rss, Some((&before, &after)));
-        if webhook_side.injected.unwrap_or(0.0) < 1.0 {
-            bail!(
-                "the webhook injected nothing at {rate}/s: the bench review does not take the injection path"
-            );
-        }
-        let (run, floor_rss) = sampled(
-            floor.pid,
-            run_fixed_rate(&floor_client, MUTATE_PATH, body.clone(), rate, duration),
-        )
-        .await;
-        let floor_side = side(run?, floor_rss, None);
-        webhook_loaded = webhook_loaded.max(rss);
-        floor_loaded = floor_loaded.max(floor_rss);
-        steps.push(Step {
-            rate,
-            ratio_p50: ratio(webhook_side.end_to_end.p50_ms, floor_side.end_to_end.p50_ms),
-            ratio_p99: ratio(webhook_side.end_to_end.p99_ms, floor_side.end_to_end.p99_ms),
-            webhook: webhook_side,
-            floor: floor_side,
-        });
+    eprintln!(
+        "[bench] webhook: {rate}/s for {}s (then the floor)",
+        args.duration
+    );
+    let before = phase::scrape(admin.metrics).await?;
+    let (run, rss) = sampled(
+        webhook.pid,
+        run_fixed_rate(webhook_client, MUTATE_PATH, body.clone(), rate, duration),
+    )
+    .await;
+    let after = phase::scrape(admin.metrics).await?;
+    let webhook_side = side(run?, rss, Some((&before, &after)));
+    if webhook_side.injected.unwrap_or(0.0) < 1.0 {
+        bail!("the webhook injected nothing at {rate}/s: the bench review does not take the injection path");
     }
-    Ok(WebhookBench {
-        step_seconds: args.duration,
-        cached_engines: cached,
-        steps,
-        webhook_idle,
-        webhook_loaded_rss_mib: webhook_loaded,
-        floor_idle,
-        floor_loaded_rss_mib: floor_loaded,
+    let (run, floor_rss) = sampled(
+        floor.pid,
+        run_fixed_rate(floor_client, MUTATE_PATH, body.clone(), rate, duration),
+    )
+    .await;
+    let floor_side = side(run?, floor_rss, None);
+    Ok(Step {
+        rate,
+        ratio_p50: ratio(webhook_side.end_to_end.p50_ms, floor_side.end_to_end.p50_ms),
+        ratio_p99: ratio(webhook_side.end_to_end.p99_ms, floor_side.end_to_end.p99_ms),
+        webhook: webhook_side,
+        floor: floor_side,
     })
 }
 
