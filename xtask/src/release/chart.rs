@@ -214,7 +214,16 @@ const FILES_TLS: [&str; 3] = [
 /// Values without an install-file counterpart do what values.yaml says.
 fn check_values(helm: &PathBuf) -> anyhow::Result<()> {
     let base = render_ok(helm, &[])?;
+    check_webhook_off(helm, &base)?;
+    check_without_leader_election(helm)?;
+    check_images_log_level_and_replicas(helm)?;
+    check_scheduling(helm)?;
+    check_files_tls(helm)?;
+    check_crds(helm, &base)
+}
 
+/// `webhook.enabled=false` removes the webhook and only what belongs to it.
+fn check_webhook_off(helm: &PathBuf, base: &[Value]) -> anyhow::Result<()> {
     let off = render_ok(helm, &["webhook.enabled=false"])?;
     ensure!(
         off.iter()
@@ -233,7 +242,11 @@ fn check_values(helm: &PathBuf) -> anyhow::Result<()> {
                 .any(|a| a.as_str().is_some_and(|a| a.starts_with("--webhook-service="))),
         "webhook.enabled=false removed other objects too, or kept the controller's webhook readiness"
     );
+    Ok(())
+}
 
+/// `controller.leaderElection=false` drops the flag and the Role, and refuses two replicas.
+fn check_without_leader_election(helm: &PathBuf) -> anyhow::Result<()> {
     let single = render_ok(helm, &["controller.leaderElection=false"])?;
     ensure!(
         !has_arg(
@@ -249,7 +262,11 @@ fn check_values(helm: &PathBuf) -> anyhow::Result<()> {
         Err(e) if e.contains("needs controller.leaderElection") => {}
         other => bail!("two replicas without leader election must fail the render: {other:?}"),
     }
+    Ok(())
+}
 
+/// Image digests and tags, `logLevel` and the replica counts.
+fn check_images_log_level_and_replicas(helm: &PathBuf) -> anyhow::Result<()> {
     let digest = format!("sha256:{}", "a".repeat(64));
     let pinned = render_ok(
         helm,
@@ -282,7 +299,11 @@ fn check_values(helm: &PathBuf) -> anyhow::Result<()> {
             && find(&pinned, "Deployment", "lmcache-operator-webhook")?["spec"]["replicas"] == 4,
         "replicas"
     );
+    Ok(())
+}
 
+/// Node selectors, tolerations and image pull secrets.
+fn check_scheduling(helm: &PathBuf) -> anyhow::Result<()> {
     let placed = render_ok(
         helm,
         &[
@@ -314,7 +335,12 @@ fn check_values(helm: &PathBuf) -> anyhow::Result<()> {
         webhook["imagePullSecrets"] == json!([{"name": "regcred"}]),
         "imagePullSecrets"
     );
+    Ok(())
+}
 
+/// `webhook.tls.mode=files`: the given Secret and CA bundle and no cert-manager or self-managed
+/// object; without a Secret, or with an unknown mode, the render fails.
+fn check_files_tls(helm: &PathBuf) -> anyhow::Result<()> {
     let files = render_ok(helm, &FILES_TLS)?;
     let webhook = find(&files, "Deployment", "lmcache-operator-webhook")?;
     ensure!(
@@ -350,7 +376,11 @@ fn check_values(helm: &PathBuf) -> anyhow::Result<()> {
         Err(e) if e.contains("schema") => {}
         other => bail!("an unknown TLS mode must fail the schema: {other:?}"),
     }
+    Ok(())
+}
 
+/// `crds.install=false` renders no CRD; by default every CRD is kept on uninstall.
+fn check_crds(helm: &PathBuf, base: &[Value]) -> anyhow::Result<()> {
     let no_crds = render_ok(helm, &["crds.install=false"])?;
     ensure!(
         no_crds.iter().all(|d| d["kind"] != "CustomResourceDefinition") && no_crds.len() == base.len() - 3,
