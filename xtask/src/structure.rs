@@ -1,4 +1,4 @@
-//! Checks of xtask's own source (tests only): its modules form no cycle.
+//! Checks of xtask's own source (tests only): its modules form no cycle and no function is long.
 //!
 //! Both read `xtask/src/**/*.rs` with comments and string and char literals blanked out (newlines
 //! kept), so only code is scanned and line numbers stay true.
@@ -6,8 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// The longest function allowed, from its `fn` line to its closing brace.
+const MAX_FN_LINES: usize = 90;
+
 /// One file: its module path (`bench::converge`; the crate root is empty) and its code.
 struct Source {
+    file: String,
     module: Vec<String>,
     code: Vec<char>,
 }
@@ -28,6 +32,7 @@ fn sources() -> Vec<Source> {
             }
             let text = std::fs::read_to_string(&path).unwrap();
             Source {
+                file: rel.display().to_string(),
                 module,
                 code: blank_non_code(&text.chars().collect::<Vec<_>>()),
             }
@@ -142,6 +147,53 @@ fn raw_string(t: &[char], i: usize) -> Option<(usize, usize, usize)> {
         .find(|&e| t[e..].starts_with(&close))
         .unwrap_or(t.len());
     Some((open, end, end + close.len()))
+}
+
+/// Every `fn` with a body: (name, line of `fn`, lines up to its closing brace).
+fn functions(code: &[char]) -> Vec<(String, usize, usize)> {
+    let line_of = |k: usize| code[..k].iter().filter(|c| **c == '\n').count() + 1;
+    let mut out = Vec::new();
+    for start in word_starts(code, "fn") {
+        let name: String = code[start + 2..]
+            .iter()
+            .skip_while(|c| c.is_whitespace())
+            .take_while(|c| c.is_alphanumeric() || **c == '_')
+            .collect();
+        // `fn(` is a function pointer type, not a definition.
+        let Some(open) = (start..code.len()).find(|&k| code[k] == '{' || code[k] == ';') else {
+            continue;
+        };
+        if name.is_empty() || code[open] == ';' {
+            continue;
+        }
+        let close = matching_brace(code, open);
+        out.push((name, line_of(start), line_of(close) - line_of(start) + 1));
+    }
+    out
+}
+
+fn matching_brace(code: &[char], open: usize) -> usize {
+    let mut depth = 0;
+    for (k, c) in code.iter().enumerate().skip(open) {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 1 => return k,
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    code.len() - 1
+}
+
+/// Where the identifier `word` starts in `code` (not inside a longer identifier or a path).
+fn word_starts<'a>(code: &'a [char], word: &'a str) -> impl Iterator<Item = usize> + 'a {
+    let word: Vec<char> = word.chars().collect();
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    (0..code.len()).filter(move |&k| {
+        code[k..].starts_with(&word)
+            && (k == 0 || !ident(code[k - 1]))
+            && !code.get(k + word.len()).copied().is_some_and(ident)
+    })
 }
 
 /// A module path (`["bench", "converge"]`; the crate root is empty) as written in Rust.
@@ -331,11 +383,16 @@ fn the_modules_form_no_cycle() {
 }
 
 #[test]
-fn the_scan_skips_comments_and_sees_parents() {
+fn the_scans_skip_literals_and_comments_and_see_parents() {
     let source = |module: &str, code: &str| Source {
+        file: format!("{module}.rs"),
         module: module.split("::").map(String::from).collect(),
         code: blank_non_code(&code.chars().collect::<Vec<_>>()),
     };
+    let code =
+        "fn f() {\n    let s = \"}\";\n    let c = '{';\n    let r = r#\"{\"#;\n    // }\n}\nfn g() {}\n";
+    let lengths: Vec<(String, usize, usize)> = functions(&source("a", code).code);
+    assert_eq!(lengths, [("f".into(), 1, 6), ("g".into(), 7, 1)]);
     let child = source("a::b", "use super::{X, Y as Z};\nfn f() { crate::c::X }\n");
     let parent = source(
         "a",
@@ -347,4 +404,21 @@ fn the_scan_skips_comments_and_sees_parents() {
     assert_eq!(graph[&module("a")], BTreeSet::from([module("a::b")]));
     assert_eq!(graph[&module("a::b")], BTreeSet::from([module("a"), module("c")]));
     assert_eq!(find_cycle(&graph).map(|c| c.len()), Some(3));
+}
+
+#[test]
+fn no_function_is_longer_than_the_limit() {
+    let mut long = Vec::new();
+    for source in sources() {
+        for (name, line, lines) in functions(&source.code) {
+            if lines > MAX_FN_LINES {
+                long.push(format!("{}:{line} fn {name}: {lines} lines", source.file));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FN_LINES} lines (split them into helpers that each do one thing):\n  {}",
+        long.join("\n  ")
+    );
 }
