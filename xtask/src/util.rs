@@ -10,6 +10,13 @@ pub fn root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// `$CARGO_TARGET_DIR`, else `target/` in the workspace root.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
 /// Runs a command from the workspace root, echoing it, and fails on a non-zero exit.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     run_env(program, args, &[])

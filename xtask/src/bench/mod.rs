@@ -25,9 +25,9 @@ pub use args::Args;
 
 use crate::cluster::proc;
 use crate::cluster::{self, Kubectl, Layout, Profile};
-use crate::util::{root, run as sh};
+use crate::util::{root, run as sh, target_dir};
 use anyhow::{Context, bail};
-use phase::{Paths, target_dir};
+use phase::Paths;
 use report::Report;
 use std::time::Instant;
 

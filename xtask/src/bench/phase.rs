@@ -3,7 +3,7 @@
 
 use crate::cluster::proc::{self, Proc, State};
 use crate::cluster::{self, Layout};
-use crate::util::root;
+use crate::util::target_dir;
 use anyhow::{Context, bail};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -30,12 +30,6 @@ impl Paths {
             kubeconfig: layout.kubeconfig(),
         })
     }
-}
-
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
 }
 
 /// Addresses of a product process' admin endpoints.

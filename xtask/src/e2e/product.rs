@@ -6,7 +6,7 @@ use crate::cluster::pki::{self, Ca};
 use crate::cluster::proc::{self, Proc, State};
 use crate::cluster::{self, Kubectl, Layout};
 use crate::e2e::rbac;
-use crate::util::{root, run as sh};
+use crate::util::{root, run as sh, target_dir};
 use anyhow::{Context, bail};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -71,12 +71,6 @@ pub fn install_crds(kubectl: &Kubectl, field_manager: &str) -> anyhow::Result<()
             })
         },
     )
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
 }
 
 /// Loopback addresses of the product processes: the webhook's HTTPS port and the admin
