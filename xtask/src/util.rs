@@ -61,6 +61,18 @@ pub fn cargo_run_vars() -> Vec<std::ffi::OsString> {
         .collect()
 }
 
+/// The non-empty documents of a YAML stream as JSON values, typed as serde_yaml typed them:
+/// only YAML 1.2 booleans, and numbers with leading zeros or underscores stay strings.
+pub fn yaml_documents(text: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+    };
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple_with_options(text, options)?;
+    Ok(docs.into_iter().filter(|doc| !doc.is_null()).collect())
+}
+
 /// Writes `content` to `path`, or with `check` compares and reports drift.
 /// Returns true when the file is (or now is) current.
 pub fn write_or_check(path: &Path, content: &str, check: bool) -> anyhow::Result<bool> {

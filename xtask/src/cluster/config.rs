@@ -164,8 +164,8 @@ mod tests {
 
     #[test]
     fn bootstrap_objects_are_a_yaml_list_of_nodes_and_the_runtime_class() {
-        let list: serde_yaml::Value = serde_yaml::from_str(&bootstrap_objects()).unwrap();
-        let items = list["items"].as_sequence().unwrap();
+        let list: serde_json::Value = serde_saphyr::from_str(&bootstrap_objects()).unwrap();
+        let items = list["items"].as_array().unwrap();
         assert_eq!(items.len(), 5);
         let gpu: Vec<&str> = items
             .iter()

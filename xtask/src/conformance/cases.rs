@@ -1,8 +1,7 @@
 //! The case files: what the product's command lines print, as the suite's JSON.
 
-use crate::util::root;
+use crate::util::{root, yaml_documents};
 use anyhow::{Context, bail};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +18,7 @@ pub fn write_all(dir: &Path, split: &Path, captured: Option<&Path>) -> anyhow::R
     std::fs::create_dir_all(dir)?;
     let mut count = 0;
     for fixture in yaml_files(&root().join("crates/manifest-renderer/tests/fixtures"))? {
-        let objects = documents(&render(&fixture)?)?;
+        let objects = yaml_documents(&render(&fixture)?)?;
         write_case(dir, &format!("renderer-{}", stem(&fixture)), objects, None)?;
         count += 1;
     }
@@ -77,7 +76,7 @@ fn inject(engines: &Path, workloads: &Path) -> anyhow::Result<Vec<Value>> {
             bail!("{workloads}: not injected: {note}");
         }
     }
-    documents(&String::from_utf8_lossy(&out.stdout))
+    yaml_documents(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// An inject case file: its engines and workloads split into two files (under `split`) for
@@ -91,7 +90,7 @@ fn inject_case(path: &Path, split: &Path) -> anyhow::Result<(Vec<Value>, Option<
         .map(|json| serde_json::from_str::<Value>(json.trim()))
         .transpose()
         .with_context(|| format!("{}: expectations are not JSON", path.display()))?;
-    let (engines, workloads): (Vec<Value>, Vec<Value>) = documents(&text)?
+    let (engines, workloads): (Vec<Value>, Vec<Value>) = yaml_documents(&text)?
         .into_iter()
         .partition(|d| matches!(d["kind"].as_str(), Some("CacheBlendEngine" | "LMCacheEngine")));
     let split = split.join(stem(path));
@@ -155,19 +154,10 @@ fn stem(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Multi-document YAML as JSON values (empty documents dropped).
-fn documents(text: &str) -> anyhow::Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(doc)?;
-        if !value.is_null() {
-            out.push(value);
-        }
-    }
-    Ok(out)
-}
-
 fn yaml_stream(docs: &[Value]) -> anyhow::Result<String> {
-    let parts: Vec<String> = docs.iter().map(serde_yaml::to_string).collect::<Result<_, _>>()?;
+    let parts: Vec<String> = docs
+        .iter()
+        .map(serde_saphyr::to_string)
+        .collect::<Result<_, _>>()?;
     Ok(parts.join("---\n"))
 }

@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn the_token_kubeconfig_uses_the_token_and_no_client_certificate() {
         let text = kubeconfig("https://127.0.0.1:6443", "/pki/ca.crt", "sa", "TOKEN");
-        let value: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(value["users"][0]["user"]["token"], "TOKEN");
         assert_eq!(
             value["clusters"][0]["cluster"]["server"],

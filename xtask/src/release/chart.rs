@@ -12,7 +12,7 @@
 //! they claim and nothing else; settings that cannot work together fail the render.
 
 use crate::cluster::{K8S_VERSION, cache_dir, run_build_script};
-use crate::util::root;
+use crate::util::{root, yaml_documents};
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -73,23 +73,11 @@ pub fn render(helm: &PathBuf, set: &[&str]) -> anyhow::Result<Result<Vec<Value>,
     if !out.status.success() {
         return Ok(Err(String::from_utf8_lossy(&out.stderr).into_owned()));
     }
-    Ok(Ok(parse_stream(&String::from_utf8(out.stdout)?)?))
+    Ok(Ok(yaml_documents(&String::from_utf8(out.stdout)?)?))
 }
 
 fn render_ok(helm: &PathBuf, set: &[&str]) -> anyhow::Result<Vec<Value>> {
     render(helm, set)?.map_err(|e| anyhow::anyhow!("helm template --set {set:?} failed: {e}"))
-}
-
-/// The non-empty documents of a YAML stream.
-fn parse_stream(text: &str) -> anyhow::Result<Vec<Value>> {
-    let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value: Value = serde::Deserialize::deserialize(doc)?;
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    Ok(docs)
 }
 
 /// `group/kind namespace/name` of an object.
@@ -186,7 +174,7 @@ fn compare(install: &[Value], chart: &[Value]) -> Vec<String> {
 
 fn install_file(name: &str) -> anyhow::Result<Vec<Value>> {
     let path = root().join("deploy").join(name);
-    parse_stream(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
+    yaml_documents(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> anyhow::Result<&'a Value> {

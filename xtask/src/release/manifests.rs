@@ -543,7 +543,7 @@ fn to_yaml_stream(docs: &[&Value]) -> anyhow::Result<String> {
     let mut out = String::new();
     for doc in docs {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(doc)?);
+        out.push_str(&serde_saphyr::to_string(doc)?);
     }
     Ok(out)
 }
@@ -592,7 +592,7 @@ pub fn run(check: bool) -> anyhow::Result<()> {
     let kustomization = json!({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources});
     current &= write_or_check(
         &deploy.join("kustomize/kustomization.yaml"),
-        &format!("{HEADER}{}", serde_yaml::to_string(&kustomization)?),
+        &format!("{HEADER}{}", serde_saphyr::to_string(&kustomization)?),
         check,
     )?;
     current &= chart_files(&deploy.join("charts").join(PREFIX), check)?;
@@ -621,7 +621,7 @@ fn chart_files(chart: &std::path::Path, check: bool) -> anyhow::Result<bool> {
     });
     let mut current = write_or_check(
         &chart.join("Chart.yaml"),
-        &format!("{HEADER}{}", serde_yaml::to_string(&chart_yaml)?),
+        &format!("{HEADER}{}", serde_saphyr::to_string(&chart_yaml)?),
         check,
     )?;
     let mut crds = Vec::new();
