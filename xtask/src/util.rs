@@ -91,3 +91,21 @@ pub fn write_or_check(path: &Path, content: &str, check: bool) -> anyhow::Result
     eprintln!("wrote {}", path.display());
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn yaml_documents_type_scalars_as_serde_yaml_did_and_skip_empty_documents() {
+        let text = "a: yes\nb: 0755\nc: 1_000\nd: true\ne: 12\nf: '7'\n---\n# a comment only\n---\ng: ~\n";
+        assert_eq!(
+            yaml_documents(text).unwrap(),
+            [
+                json!({"a": "yes", "b": "0755", "c": "1_000", "d": true, "e": 12, "f": "7"}),
+                json!({"g": null})
+            ]
+        );
+    }
+}

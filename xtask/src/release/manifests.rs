@@ -687,6 +687,20 @@ mod tests {
     ];
 
     #[test]
+    fn the_yaml_stream_reads_back_as_the_documents() {
+        for tls in [Tls::SelfManaged, Tls::CertManager] {
+            let docs = documents(&Vars {
+                tls,
+                ..Vars::default()
+            })
+            .unwrap();
+            let docs: Vec<&Value> = docs.iter().map(|(_, d)| d).collect();
+            let read = crate::util::yaml_documents(&to_yaml_stream(&docs).unwrap()).unwrap();
+            assert_eq!(read.iter().collect::<Vec<_>>(), docs);
+        }
+    }
+
+    #[test]
     fn install_order_and_names() {
         let mut expected: Vec<&str> = HEAD.to_vec();
         expected.extend([
