@@ -25,6 +25,7 @@ pub fn run() -> anyhow::Result<()> {
     )?;
     crate::release::crd::run(true)?;
     crate::release::manifests::run(true)?;
+    crate::release::reference::run(true)?;
     crate::release::chart::run()?;
     // INSTA_UPDATE=no: a changed snapshot fails instead of writing a .snap.new.
     run_env(

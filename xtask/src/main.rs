@@ -37,6 +37,13 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Write docs/reference/ (the API reference generated from the CRD schemas), or with --check fail
+    /// when stale.
+    Reference {
+        /// Exit non-zero instead of writing when the committed reference differs.
+        #[arg(long)]
+        check: bool,
+    },
     /// Lint the Helm chart (helm built from the Go module proxy and cached) and compare its
     /// rendering with the install files object by object.
     Chart,
@@ -81,6 +88,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { check } => crd::run(check),
         Command::Manifests { check } => manifests::run(check),
+        Command::Reference { check } => release::reference::run(check),
         Command::Image { skip_build, verify } => {
             let built = image::run(skip_build)?;
             if verify {

@@ -5,3 +5,4 @@ pub mod chart;
 pub mod crd;
 pub mod image;
 pub mod manifests;
+pub mod reference;
