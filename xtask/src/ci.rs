@@ -23,11 +23,11 @@ pub fn run() -> anyhow::Result<()> {
             "warnings",
         ],
     )?;
-    crate::crd::run(true)?;
-    crate::manifests::run(true)?;
-    crate::reference::run(true)?;
+    crate::release::crd::run(true)?;
+    crate::release::manifests::run(true)?;
+    crate::release::reference::run(true)?;
     crate::deps::run()?;
-    crate::chart::run()?;
+    crate::release::chart::run()?;
     // INSTA_UPDATE=no: a changed snapshot fails instead of writing a .snap.new.
     run_env(
         "cargo",
@@ -40,8 +40,8 @@ pub fn run() -> anyhow::Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     // Release binaries as daemonless OCI archives, inspected with skopeo and run.
-    let built = crate::image::run(false)?;
-    crate::image::verify(&built)?;
+    let built = crate::release::image::run(false)?;
+    crate::release::image::verify(&built)?;
     // The end-to-end suite on the local control plane (built and cached on first use); every
     // test namespace's objects are captured for the conformance suite.
     let captured = crate::conformance::work_dir().join("captured");
@@ -52,7 +52,7 @@ pub fn run() -> anyhow::Result<()> {
     e2e.capture = Some(captured.clone());
     crate::e2e::run(e2e)?;
     // install.yaml and the chart as shipped: pods run from the archives built above.
-    crate::install_test::run_with(&built, false)?;
+    crate::install::run_with(&built, false)?;
     // The released LMCache and vLLM parse and serve what the product rendered and injected;
     // every release of the compatibility table (docs/conformance.md), so it stays true.
     crate::conformance::run_suite(&crate::conformance::Args {

@@ -7,9 +7,9 @@
 //! `target/cluster/e2e-pids`) until `cargo xtask cluster down`; a later `cargo xtask e2e`
 //! replaces them with its own.
 
+use crate::cluster::proc;
 use crate::cluster::{self, Kubectl, Layout};
-use crate::cluster_proc;
-use crate::e2e;
+use crate::e2e::product;
 use crate::util::root;
 use anyhow::{Context, bail};
 use std::time::{Duration, Instant};
@@ -33,12 +33,12 @@ pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let layout = Layout::new();
     let _lock = layout.lock()?;
-    cluster_proc::stop_all(&layout.e2e_pids())?;
+    proc::stop_all(&layout.e2e_pids())?;
     cluster::up(&layout)?;
     let kubectl = Kubectl::new(&layout);
-    e2e::install_crds(&kubectl, "lmcache-e2e")?;
-    e2e::build_product()?;
-    let product = e2e::start_product(&layout, &kubectl, true)?;
+    product::install_crds(&kubectl, "lmcache-e2e")?;
+    product::build_product()?;
+    let product = product::start_product(&layout, &kubectl, true)?;
     for needed in ["LMCACHE_E2E_WEBHOOK_URL", "LMCACHE_E2E_OPERATOR_HEALTH"] {
         if !product.env.iter().any(|(k, _)| *k == needed) {
             bail!(
@@ -48,6 +48,30 @@ pub fn run() -> anyhow::Result<()> {
         }
     }
 
+    apply_examples(&kubectl)?;
+    let injected = [
+        injected_pod_args(&kubectl, "vllm-lmcache", "lmcache.ai/lmcache-injected")?,
+        injected_pod_args(&kubectl, "vllm-cacheblend", "lmcache.ai/cacheblend-injected")?,
+    ];
+    print_objects(&kubectl, &injected)?;
+    let kubectl_bin = kubectl.bin.display();
+    println!(
+        "\nDemo ready in {:.0}s. Explore:\n  export KUBECONFIG={}\n  alias kubectl={kubectl_bin}\n  \
+         kubectl get lmc,cbe,lmcc -n {NAMESPACE}\n  kubectl describe lmc my-cache -n {NAMESPACE}\n  \
+         kubectl get daemonsets,deployments,services,configmaps,pods -n {NAMESPACE} -o wide\n  \
+         kubectl get pods -n {NAMESPACE} -l 'app in (vllm-lmcache,vllm-cacheblend)' -o yaml\n  \
+         logs: {}/lmcache-operator.log, lmcache-webhook.log\n\
+         Stop everything (operator, webhook, cluster): cargo xtask cluster down",
+        started.elapsed().as_secs_f64(),
+        layout.kubeconfig().display(),
+        layout.logs().display()
+    );
+    Ok(())
+}
+
+/// Applies the examples to [`NAMESPACE`] (printing kubectl's output) and waits until every
+/// custom resource they create is Running.
+fn apply_examples(kubectl: &Kubectl) -> anyhow::Result<()> {
     // Injected pods use hostIPC and the engines run privileged: the namespace allows it.
     kubectl.ok(
         &["apply", "-f", "-"],
@@ -81,11 +105,12 @@ pub fn run() -> anyhow::Result<()> {
             )
             .with_context(|| format!("{kind}/{name} did not reach Running"))?;
     }
-    let injected = [
-        injected_pod_args(&kubectl, "vllm-lmcache", "lmcache.ai/lmcache-injected")?,
-        injected_pod_args(&kubectl, "vllm-cacheblend", "lmcache.ai/cacheblend-injected")?,
-    ];
+    Ok(())
+}
 
+/// What the operator and the webhook made: the custom resources, the engine's connection
+/// ConfigMap and the injected pods' args.
+fn print_objects(kubectl: &Kubectl, injected: &[(String, Vec<String>)]) -> anyhow::Result<()> {
     println!("\n$ kubectl get lmc,cbe,lmcc -A");
     print!("{}", kubectl.ok(&["get", "lmc,cbe,lmcc", "-A"], None)?);
     println!("\n$ kubectl get configmap my-cache-connection -n {NAMESPACE} -o yaml");
@@ -104,24 +129,12 @@ pub fn run() -> anyhow::Result<()> {
             None
         )?
     );
-    for (name, args) in &injected {
+    for (name, args) in injected {
         println!("\nInjected vLLM pod ({name}), container args:");
         for arg in args {
             println!("  {arg}");
         }
     }
-    let kubectl_bin = kubectl.bin.display();
-    println!(
-        "\nDemo ready in {:.0}s. Explore:\n  export KUBECONFIG={}\n  alias kubectl={kubectl_bin}\n  \
-         kubectl get lmc,cbe,lmcc -n {NAMESPACE}\n  kubectl describe lmc my-cache -n {NAMESPACE}\n  \
-         kubectl get daemonsets,deployments,services,configmaps,pods -n {NAMESPACE} -o wide\n  \
-         kubectl get pods -n {NAMESPACE} -l 'app in (vllm-lmcache,vllm-cacheblend)' -o yaml\n  \
-         logs: {}/lmcache-operator.log, lmcache-webhook.log\n\
-         Stop everything (operator, webhook, cluster): cargo xtask cluster down",
-        started.elapsed().as_secs_f64(),
-        layout.kubeconfig().display(),
-        layout.logs().display()
-    );
     Ok(())
 }
 

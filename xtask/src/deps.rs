@@ -1,8 +1,8 @@
 //! `cargo xtask deps`: dependency hygiene with cargo-deny (deny.toml: licences, banned crates,
 //! duplicate versions, sources), the tool built once from crates.io and cached.
 
-use crate::cluster::cache_dir;
-use crate::util::{run_build_script, run_env};
+use crate::cluster::{cache_dir, run_build_script};
+use crate::util::run_env;
 
 const CARGO_DENY_VERSION: &str = "0.20.2";
 

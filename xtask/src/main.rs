@@ -1,36 +1,20 @@
 //! Project automation: `cargo xtask <command>`.
 
 mod bench;
-mod bench_change;
-mod bench_children;
-mod bench_converge;
-mod bench_floor;
-mod bench_kube;
-mod bench_load;
-mod bench_report;
-mod bench_stats;
-mod bench_webhook;
-mod chart;
 mod ci;
 mod cluster;
-mod cluster_pki;
-mod cluster_proc;
 mod conformance;
-mod crd;
 mod demo;
 mod deps;
 mod e2e;
-mod e2e_kind;
-mod e2e_rbac;
-mod egress_proxy;
-mod image;
-mod install_test;
-mod manifests;
-mod pod_runner;
-mod reference;
+mod install;
+mod release;
+#[cfg(test)]
+mod structure;
 mod util;
 
 use clap::{Parser, Subcommand};
+use release::{chart, crd, image, manifests};
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "LMCache operator project tasks")]
@@ -54,10 +38,10 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Write docs/reference/ (the API reference generated from the CRD schemas), or with --check
-    /// fail when stale.
+    /// Write docs/reference/ (the API reference generated from the CRD schemas), or with --check fail
+    /// when stale.
     Reference {
-        /// Exit non-zero instead of writing when the committed pages differ.
+        /// Exit non-zero instead of writing when the committed reference differs.
         #[arg(long)]
         check: bool,
     },
@@ -95,19 +79,20 @@ enum Command {
     /// Install deploy/install.yaml and the Helm chart on the local control plane, with the
     /// pods run from the built image archives; injection, leader election, certificate
     /// rotation and uninstall are checked.
-    InstallTest(install_test::Args),
+    InstallTest(install::Args),
     /// Benchmarks (not part of `ci`): convergence vs a floor, steady-state writes, webhook
     /// latency vs a floor, memory; writes target/bench/report.{json,md}.
     Bench(bench::Args),
     /// The bench's floor TLS server (started by `bench`).
     #[command(hide = true)]
-    BenchFloor(bench_load::FloorArgs),
+    BenchFloor(bench::load::FloorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { check } => crd::run(check),
         Command::Manifests { check } => manifests::run(check),
+        Command::Reference { check } => release::reference::run(check),
         Command::Image { skip_build, verify } => {
             let built = image::run(skip_build)?;
             if verify {
@@ -115,16 +100,15 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Reference { check } => reference::run(check),
         Command::Chart => chart::run(),
         Command::Deps => deps::run(),
         Command::Ci => ci::run(),
         Command::Cluster { action } => cluster::run(action),
         Command::E2e(args) => e2e::run(args),
         Command::Conformance(args) => conformance::run_suite(&args),
-        Command::InstallTest(args) => install_test::run(args),
+        Command::InstallTest(args) => install::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::BenchFloor(args) => bench_load::serve_floor(args),
+        Command::BenchFloor(args) => bench::load::serve_floor(args),
         Command::Demo => demo::run(),
     }
 }

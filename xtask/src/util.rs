@@ -10,6 +10,13 @@ pub fn root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// `$CARGO_TARGET_DIR`, else `target/` in the workspace root.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
 /// Runs a command from the workspace root, echoing it, and fails on a non-zero exit.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     run_env(program, args, &[])
@@ -54,6 +61,18 @@ pub fn cargo_run_vars() -> Vec<std::ffi::OsString> {
         .collect()
 }
 
+/// The non-empty documents of a YAML stream as JSON values, typed as serde_yaml typed them:
+/// only YAML 1.2 booleans, and numbers with leading zeros or underscores stay strings.
+pub fn yaml_documents(text: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+    };
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple_with_options(text, options)?;
+    Ok(docs.into_iter().filter(|doc| !doc.is_null()).collect())
+}
+
 /// Writes `content` to `path`, or with `check` compares and reports drift.
 /// Returns true when the file is (or now is) current.
 pub fn write_or_check(path: &Path, content: &str, check: bool) -> anyhow::Result<bool> {
@@ -73,19 +92,20 @@ pub fn write_or_check(path: &Path, content: &str, check: bool) -> anyhow::Result
     Ok(true)
 }
 
-/// Runs one of `xtask/scripts/` (idempotent builds cached under `cache_dir`) with `env`, stdin
-/// closed; fails when it does.
-pub fn run_build_script(script: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
-    let script = root().join("xtask/scripts").join(script);
-    let status = Command::new("bash")
-        .arg(&script)
-        .envs(env.iter().copied())
-        .env("LMCACHE_CACHE_DIR", crate::cluster::cache_dir())
-        .stdin(std::process::Stdio::null())
-        .status()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !status.success() {
-        bail!("{} failed with {status}", script.display());
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn yaml_documents_type_scalars_as_serde_yaml_did_and_skip_empty_documents() {
+        let text = "a: yes\nb: 0755\nc: 1_000\nd: true\ne: 12\nf: '7'\n---\n# a comment only\n---\ng: ~\n";
+        assert_eq!(
+            yaml_documents(text).unwrap(),
+            [
+                json!({"a": "yes", "b": "0755", "c": "1_000", "d": true, "e": 12, "f": "7"}),
+                json!({"g": null})
+            ]
+        );
     }
-    Ok(())
 }

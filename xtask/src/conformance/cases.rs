@@ -1,8 +1,7 @@
 //! The case files: what the product's command lines print, as the suite's JSON.
 
-use crate::util::root;
+use crate::util::{root, yaml_documents};
 use anyhow::{Context, bail};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,15 +9,16 @@ use std::process::Command;
 /// First-line marker of an inject case's expectations (tests/conformance/inject/*.yaml).
 const EXPECTATIONS: &str = "# conformance-expectations:";
 
-/// Writes every case into `dir` (emptied first); returns how many.
-pub fn write_all(dir: &Path, captured: Option<&Path>) -> anyhow::Result<usize> {
+/// Writes every case into `dir` (emptied first), splitting inject cases into files under
+/// `split`; returns how many.
+pub fn write_all(dir: &Path, split: &Path, captured: Option<&Path>) -> anyhow::Result<usize> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     std::fs::create_dir_all(dir)?;
     let mut count = 0;
     for fixture in yaml_files(&root().join("crates/manifest-renderer/tests/fixtures"))? {
-        let objects = documents(&render(&fixture)?)?;
+        let objects = yaml_documents(&render(&fixture)?)?;
         write_case(dir, &format!("renderer-{}", stem(&fixture)), objects, None)?;
         count += 1;
     }
@@ -27,7 +27,7 @@ pub fn write_all(dir: &Path, captured: Option<&Path>) -> anyhow::Result<usize> {
     write_case(dir, "inject-seed", objects, None)?;
     count += 1;
     for case in yaml_files(&root().join("tests/conformance/inject"))? {
-        let (objects, expectations) = inject_case(&case)?;
+        let (objects, expectations) = inject_case(&case, split)?;
         write_case(dir, &format!("inject-{}", stem(&case)), objects, expectations)?;
         count += 1;
     }
@@ -76,11 +76,12 @@ fn inject(engines: &Path, workloads: &Path) -> anyhow::Result<Vec<Value>> {
             bail!("{workloads}: not injected: {note}");
         }
     }
-    documents(&String::from_utf8_lossy(&out.stdout))
+    yaml_documents(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// An inject case file: its engines and workloads split into two files for `inject`.
-fn inject_case(path: &Path) -> anyhow::Result<(Vec<Value>, Option<Value>)> {
+/// An inject case file: its engines and workloads split into two files (under `split`) for
+/// `inject`.
+fn inject_case(path: &Path, split: &Path) -> anyhow::Result<(Vec<Value>, Option<Value>)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let expectations = text
         .lines()
@@ -89,10 +90,10 @@ fn inject_case(path: &Path) -> anyhow::Result<(Vec<Value>, Option<Value>)> {
         .map(|json| serde_json::from_str::<Value>(json.trim()))
         .transpose()
         .with_context(|| format!("{}: expectations are not JSON", path.display()))?;
-    let (engines, workloads): (Vec<Value>, Vec<Value>) = documents(&text)?
+    let (engines, workloads): (Vec<Value>, Vec<Value>) = yaml_documents(&text)?
         .into_iter()
         .partition(|d| matches!(d["kind"].as_str(), Some("CacheBlendEngine" | "LMCacheEngine")));
-    let split = crate::conformance::work_dir().join("split").join(stem(path));
+    let split = split.join(stem(path));
     std::fs::create_dir_all(&split)?;
     let engines_file = split.join("engines.yaml");
     let workloads_file = split.join("workloads.yaml");
@@ -153,19 +154,10 @@ fn stem(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Multi-document YAML as JSON values (empty documents dropped).
-fn documents(text: &str) -> anyhow::Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(doc)?;
-        if !value.is_null() {
-            out.push(value);
-        }
-    }
-    Ok(out)
-}
-
 fn yaml_stream(docs: &[Value]) -> anyhow::Result<String> {
-    let parts: Vec<String> = docs.iter().map(serde_yaml::to_string).collect::<Result<_, _>>()?;
+    let parts: Vec<String> = docs
+        .iter()
+        .map(serde_saphyr::to_string)
+        .collect::<Result<_, _>>()?;
     Ok(parts.join("---\n"))
 }

@@ -56,7 +56,7 @@ pub fn run_suite(args: &Args) -> anyhow::Result<()> {
         ],
     )?;
     let cases = work_dir().join("cases");
-    let count = cases::write_all(&cases, args.captured.as_deref())?;
+    let count = cases::write_all(&cases, &work_dir().join("split"), args.captured.as_deref())?;
     eprintln!("[conformance] {count} cases in {}", cases.display());
     let mut failed = Vec::new();
     for lmcache in &args.lmcache {

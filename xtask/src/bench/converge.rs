@@ -3,12 +3,13 @@
 //! The floor runs first, with no controller at all; its namespaces are deleted (and gone)
 //! before the operator starts, so both phases begin from the same empty cluster.
 
-use crate::bench::{self, Admin, Args, Paths};
-use crate::bench_change::{self, ChangeLatency};
-use crate::bench_children::ChildrenObserver;
-use crate::bench_floor::{self, FloorWritesSnapshot};
-use crate::bench_kube::{Observer, create_engines, create_namespaces, delete_phase};
-use crate::bench_stats::{Memory, Sample, median};
+use crate::bench::args::Args;
+use crate::bench::change::{self, ChangeLatency};
+use crate::bench::children::ChildrenObserver;
+use crate::bench::engines::{Observer, create_engines, create_namespaces, delete_phase};
+use crate::bench::floor::{self, FloorWritesSnapshot};
+use crate::bench::phase::{self, Admin, Paths};
+use crate::bench::stats::{Memory, Sample, median};
 use crate::cluster::NODES;
 use kube::Client;
 use serde::Serialize;
@@ -116,14 +117,14 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     // Operator.
     let (operator, admin) = start_operator(paths, args)?;
     let result = with_operator(client, args, paths, &admin, &operator, instances).await;
-    bench::stop(operator).await;
+    phase::stop(operator).await;
     let (operator_timing, operator_writes, steady, memory) = result?;
     let engines_now = memory.scaled.as_ref().map_or(n, |s| s.engines);
     let change = if args.skip_change {
         None
     } else {
         Some(
-            bench_change::run(client, paths, OPERATOR, engines_now, m, || {
+            change::run(client, paths, OPERATOR, engines_now, m, || {
                 start_operator(paths, args)
             })
             .await?,
@@ -170,13 +171,7 @@ async fn floor(
     eprintln!("[bench] floor: applying {n} engines in {m} namespaces");
     let (tx, rx) = futures::channel::mpsc::unbounded();
     let zero = Instant::now();
-    let mut floor = tokio::spawn(bench_floor::run(
-        client.clone(),
-        rx,
-        n,
-        concurrency,
-        "bench-floor-",
-    ));
+    let mut floor = tokio::spawn(floor::run(client.clone(), rx, n, concurrency, "bench-floor-"));
     create_engines(client, FLOOR, 0..n, m, CREATE_PARALLEL, Some(tx)).await?;
     let create_s = zero.elapsed().as_secs_f64();
     // The floor client ends after its last status write; ending with an error is its failure.
@@ -211,9 +206,9 @@ fn ratio(operator: f64, floor: f64) -> f64 {
 }
 
 /// A release operator without leader election (so the bench counts no Lease renewals).
-fn start_operator(paths: &Paths, args: &Args) -> anyhow::Result<(crate::cluster_proc::Proc, Admin)> {
+fn start_operator(paths: &Paths, args: &Args) -> anyhow::Result<(crate::cluster::proc::Proc, Admin)> {
     let admin = Admin::new()?;
-    let operator = bench::spawn(
+    let operator = phase::spawn(
         paths,
         "lmcache-operator",
         "lmcache-operator",
@@ -224,7 +219,7 @@ fn start_operator(paths: &Paths, args: &Args) -> anyhow::Result<(crate::cluster_
             format!("--max-concurrent-reconciles={}", args.concurrency),
         ],
         // install.yaml's environment, so what is measured is what ships.
-        &[crate::manifests::ALLOCATOR_ENV],
+        &[crate::release::manifests::ALLOCATOR_ENV],
     )?;
     Ok((operator, admin))
 }
@@ -234,75 +229,22 @@ async fn with_operator(
     args: &Args,
     paths: &Paths,
     admin: &Admin,
-    proc: &crate::cluster_proc::Proc,
+    proc: &crate::cluster::proc::Proc,
     instances: i64,
 ) -> anyhow::Result<(Timing, BTreeMap<String, f64>, Steady, OperatorMemory)> {
-    let timeout = Duration::from_secs(args.timeout);
-    let (n, m) = (args.engines, args.namespaces);
     let pid = proc.pid;
-    bench::wait_ready(paths, proc, admin.health).await?;
+    phase::wait_ready(paths, proc, admin.health).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = memory(pid)?;
 
-    create_namespaces(client, OPERATOR, m).await?;
+    create_namespaces(client, OPERATOR, args.namespaces).await?;
     let mut observer = Observer::start(client, OPERATOR, instances).await?;
-    let mut children = ChildrenObserver::start(client, OPERATOR).await?;
-    eprintln!("[bench] operator: applying {n} engines in {m} namespaces");
-    let before = bench::scrape(admin.metrics).await?;
-    let cpu_before = crate::bench_stats::cpu_seconds(pid).unwrap_or(0.0);
-    let zero = Instant::now();
-    create_engines(client, OPERATOR, 0..n, m, CREATE_PARALLEL, None).await?;
-    let create_s = zero.elapsed().as_secs_f64();
-    let times = observer.wait(n, zero, timeout).await?;
-    let applied = children.wait(n, zero, timeout).await?;
-    let cpu_s = crate::bench_stats::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
-    drop(children);
-    // The last status write may be coalesced: let it land before counting.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let converged_at = bench::scrape(admin.metrics).await?;
-    let timing = Timing {
-        cpu_s,
-        ..Timing::from(&times, create_s, &applied)
-    };
-    eprintln!("[bench] operator converged in {:.1}s", timing.total_s);
+    let (timing, before, converged_at) = operator_converges(client, args, admin, pid, &mut observer).await?;
     let writes = writes_between(&before, &converged_at);
-
-    eprintln!(
-        "[bench] steady state: counting writes for {}s",
-        args.steady_seconds
-    );
-    tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
-    let steady_end = bench::scrape(admin.metrics).await?;
-    let by_resource = writes_between(&converged_at, &steady_end);
-    let steady = Steady {
-        seconds: args.steady_seconds,
-        // An empty f64 sum is -0.0.
-        writes: by_resource.values().sum::<f64>() + 0.0,
-        by_resource,
-    };
+    let steady = steady_state(args, admin, &converged_at).await?;
     let converged = memory(pid)?;
-
-    let scaled = if args.memory_engines > n {
-        let total = args.memory_engines;
-        eprintln!("[bench] memory: scaling to {total} engines");
-        let zero = Instant::now();
-        create_engines(client, OPERATOR, n..total, m, CREATE_PARALLEL, None).await?;
-        let reached = match observer.wait(total, zero, timeout).await {
-            Ok(_) => total,
-            Err(e) => {
-                eprintln!("[bench] WARNING: {e:#}; measuring memory anyway");
-                observer.converged()
-            }
-        };
-        let seconds = zero.elapsed().as_secs_f64();
-        // Let the last status writes and cache updates settle.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        Some(Scaled {
-            engines: total,
-            converged: reached,
-            seconds,
-            memory: memory(pid)?,
-        })
+    let scaled = if args.memory_engines > args.engines {
+        Some(scale_up(client, args, pid, &mut observer).await?)
     } else {
         None
     };
@@ -317,6 +259,82 @@ async fn with_operator(
             scaled,
         },
     ))
+}
+
+/// Applies `--engines` engines to the running operator and times them; returns the timing and
+/// the scrapes of its metrics before and once converged.
+async fn operator_converges(
+    client: &Client,
+    args: &Args,
+    admin: &Admin,
+    pid: u32,
+    observer: &mut Observer,
+) -> anyhow::Result<(Timing, Vec<Sample>, Vec<Sample>)> {
+    let timeout = Duration::from_secs(args.timeout);
+    let (n, m) = (args.engines, args.namespaces);
+    let mut children = ChildrenObserver::start(client, OPERATOR).await?;
+    eprintln!("[bench] operator: applying {n} engines in {m} namespaces");
+    let before = phase::scrape(admin.metrics).await?;
+    let cpu_before = crate::bench::stats::cpu_seconds(pid).unwrap_or(0.0);
+    let zero = Instant::now();
+    create_engines(client, OPERATOR, 0..n, m, CREATE_PARALLEL, None).await?;
+    let create_s = zero.elapsed().as_secs_f64();
+    let times = observer.wait(n, zero, timeout).await?;
+    let applied = children.wait(n, zero, timeout).await?;
+    let cpu_s = crate::bench::stats::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+    drop(children);
+    // The last status write may be coalesced: let it land before counting.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let converged_at = phase::scrape(admin.metrics).await?;
+    let timing = Timing {
+        cpu_s,
+        ..Timing::from(&times, create_s, &applied)
+    };
+    eprintln!("[bench] operator converged in {:.1}s", timing.total_s);
+    Ok((timing, before, converged_at))
+}
+
+/// The operator's writes in the `--steady-seconds` after `converged_at`.
+async fn steady_state(args: &Args, admin: &Admin, converged_at: &[Sample]) -> anyhow::Result<Steady> {
+    eprintln!(
+        "[bench] steady state: counting writes for {}s",
+        args.steady_seconds
+    );
+    tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
+    let steady_end = phase::scrape(admin.metrics).await?;
+    let by_resource = writes_between(converged_at, &steady_end);
+    Ok(Steady {
+        seconds: args.steady_seconds,
+        // An empty f64 sum is -0.0.
+        writes: by_resource.values().sum::<f64>() + 0.0,
+        by_resource,
+    })
+}
+
+/// Adds engines up to `--memory-engines` and measures the operator's memory with them (also
+/// when not all of them converge in time).
+async fn scale_up(client: &Client, args: &Args, pid: u32, observer: &mut Observer) -> anyhow::Result<Scaled> {
+    let timeout = Duration::from_secs(args.timeout);
+    let (n, m, total) = (args.engines, args.namespaces, args.memory_engines);
+    eprintln!("[bench] memory: scaling to {total} engines");
+    let zero = Instant::now();
+    create_engines(client, OPERATOR, n..total, m, CREATE_PARALLEL, None).await?;
+    let reached = match observer.wait(total, zero, timeout).await {
+        Ok(_) => total,
+        Err(e) => {
+            eprintln!("[bench] WARNING: {e:#}; measuring memory anyway");
+            observer.converged()
+        }
+    };
+    let seconds = zero.elapsed().as_secs_f64();
+    // Let the last status writes and cache updates settle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    Ok(Scaled {
+        engines: total,
+        converged: reached,
+        seconds,
+        memory: memory(pid)?,
+    })
 }
 
 fn memory(pid: u32) -> anyhow::Result<Memory> {
@@ -353,7 +371,7 @@ pub fn writes_between(before: &[Sample], after: &[Sample]) -> BTreeMap<String, f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench_stats::parse_samples;
+    use crate::bench::stats::parse_samples;
 
     #[test]
     fn write_deltas_by_verb_and_resource() {

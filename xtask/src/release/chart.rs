@@ -11,8 +11,8 @@
 //! (webhook off, no leader election, digests, scheduling, `files` TLS, replicas) change what
 //! they claim and nothing else; settings that cannot work together fail the render.
 
-use crate::cluster::{K8S_VERSION, cache_dir};
-use crate::util::root;
+use crate::cluster::{K8S_VERSION, cache_dir, run_build_script};
+use crate::util::{root, yaml_documents};
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -37,7 +37,7 @@ pub fn chart_dir() -> PathBuf {
 
 /// Builds helm when it is not cached and returns its path.
 pub fn helm() -> anyhow::Result<PathBuf> {
-    crate::util::run_build_script(
+    run_build_script(
         "build-helm.sh",
         &[("HELM_VERSION", HELM_VERSION), ("K8S_VERSION", K8S_VERSION)],
     )?;
@@ -73,23 +73,11 @@ pub fn render(helm: &PathBuf, set: &[&str]) -> anyhow::Result<Result<Vec<Value>,
     if !out.status.success() {
         return Ok(Err(String::from_utf8_lossy(&out.stderr).into_owned()));
     }
-    Ok(Ok(parse_stream(&String::from_utf8(out.stdout)?)?))
+    Ok(Ok(yaml_documents(&String::from_utf8(out.stdout)?)?))
 }
 
 fn render_ok(helm: &PathBuf, set: &[&str]) -> anyhow::Result<Vec<Value>> {
     render(helm, set)?.map_err(|e| anyhow::anyhow!("helm template --set {set:?} failed: {e}"))
-}
-
-/// The non-empty documents of a YAML stream.
-fn parse_stream(text: &str) -> anyhow::Result<Vec<Value>> {
-    let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value: Value = serde::Deserialize::deserialize(doc)?;
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    Ok(docs)
 }
 
 /// `group/kind namespace/name` of an object.
@@ -186,7 +174,7 @@ fn compare(install: &[Value], chart: &[Value]) -> Vec<String> {
 
 fn install_file(name: &str) -> anyhow::Result<Vec<Value>> {
     let path = root().join("deploy").join(name);
-    parse_stream(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
+    yaml_documents(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> anyhow::Result<&'a Value> {
@@ -214,7 +202,16 @@ const FILES_TLS: [&str; 3] = [
 /// Values without an install-file counterpart do what values.yaml says.
 fn check_values(helm: &PathBuf) -> anyhow::Result<()> {
     let base = render_ok(helm, &[])?;
+    check_webhook_off(helm, &base)?;
+    check_without_leader_election(helm)?;
+    check_images_log_level_and_replicas(helm)?;
+    check_scheduling(helm)?;
+    check_files_tls(helm)?;
+    check_crds(helm, &base)
+}
 
+/// `webhook.enabled=false` removes the webhook and only what belongs to it.
+fn check_webhook_off(helm: &PathBuf, base: &[Value]) -> anyhow::Result<()> {
     let off = render_ok(helm, &["webhook.enabled=false"])?;
     ensure!(
         off.iter()
@@ -233,7 +230,11 @@ fn check_values(helm: &PathBuf) -> anyhow::Result<()> {
                 .any(|a| a.as_str().is_some_and(|a| a.starts_with("--webhook-service="))),
         "webhook.enabled=false removed other objects too, or kept the controller's webhook readiness"
     );
+    Ok(())
+}
 
+/// `controller.leaderElection=false` drops the flag and the Role, and refuses two replicas.
+fn check_without_leader_election(helm: &PathBuf) -> anyhow::Result<()> {
     let single = render_ok(helm, &["controller.leaderElection=false"])?;
     ensure!(
         !has_arg(
@@ -249,7 +250,11 @@ fn check_values(helm: &PathBuf) -> anyhow::Result<()> {
         Err(e) if e.contains("needs controller.leaderElection") => {}
         other => bail!("two replicas without leader election must fail the render: {other:?}"),
     }
+    Ok(())
+}
 
+/// Image digests and tags, `logLevel` and the replica counts.
+fn check_images_log_level_and_replicas(helm: &PathBuf) -> anyhow::Result<()> {
     let digest = format!("sha256:{}", "a".repeat(64));
     let pinned = render_ok(
         helm,
@@ -282,7 +287,11 @@ fn check_values(helm: &PathBuf) -> anyhow::Result<()> {
             && find(&pinned, "Deployment", "lmcache-operator-webhook")?["spec"]["replicas"] == 4,
         "replicas"
     );
+    Ok(())
+}
 
+/// Node selectors, tolerations and image pull secrets.
+fn check_scheduling(helm: &PathBuf) -> anyhow::Result<()> {
     let placed = render_ok(
         helm,
         &[
@@ -314,7 +323,12 @@ fn check_values(helm: &PathBuf) -> anyhow::Result<()> {
         webhook["imagePullSecrets"] == json!([{"name": "regcred"}]),
         "imagePullSecrets"
     );
+    Ok(())
+}
 
+/// `webhook.tls.mode=files`: the given Secret and CA bundle and no cert-manager or self-managed
+/// object; without a Secret, or with an unknown mode, the render fails.
+fn check_files_tls(helm: &PathBuf) -> anyhow::Result<()> {
     let files = render_ok(helm, &FILES_TLS)?;
     let webhook = find(&files, "Deployment", "lmcache-operator-webhook")?;
     ensure!(
@@ -350,7 +364,11 @@ fn check_values(helm: &PathBuf) -> anyhow::Result<()> {
         Err(e) if e.contains("schema") => {}
         other => bail!("an unknown TLS mode must fail the schema: {other:?}"),
     }
+    Ok(())
+}
 
+/// `crds.install=false` renders no CRD; by default every CRD is kept on uninstall.
+fn check_crds(helm: &PathBuf, base: &[Value]) -> anyhow::Result<()> {
     let no_crds = render_ok(helm, &["crds.install=false"])?;
     ensure!(
         no_crds.iter().all(|d| d["kind"] != "CustomResourceDefinition") && no_crds.len() == base.len() - 3,

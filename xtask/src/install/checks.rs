@@ -1,32 +1,7 @@
-//! `cargo xtask install-test`: the shipped install paths, executed on the local control plane.
-//!
-//! deploy/install.yaml and then the Helm chart are installed as a user would; the real scheduler
-//! puts their pods on kwok nodes (loopback pod IPs), [`crate::pod_runner`] runs the binaries of
-//! the built OCI image archives for those pods, and the API server reaches the webhook through
-//! install.yaml's Service and MutatingWebhookConfiguration ([`crate::egress_proxy`] stands in
-//! for cluster DNS and kube-proxy). Checked, each a failure when it breaks:
-//!
-//! 1. both Deployments' processes become ready; the webhook's self-managed Secret exists and its
-//!    CA is every webhook entry's `caBundle`;
-//! 2. a minimal LMCacheEngine reaches `Running`, and an opted-in vLLM pod created through the
-//!    API server is injected;
-//! 3. leader election: the controller's pod is deleted, its replacement takes the Lease and
-//!    reconciles a spec change;
-//! 4. certificate rotation: the webhook runs with a 30 s serving and a 90 s CA lifetime; over a
-//!    window holding several serving rotations and a CA rotation, every admission (a dry-run
-//!    pod every 250 ms) is injected;
-//! 5. `kubectl delete -f install.yaml` leaves nothing: no namespace, cluster-scoped object, CRD,
-//!    engine child or process;
-//! 6. the chart (default values) does 1–2, and `helm uninstall` leaves the CRDs and their
-//!    custom resources (documented) and nothing else of the chart, the self-managed Secret
-//!    included.
+//! The install test's checks (numbered as in the module above) and the polling they share.
 
-use crate::bench_kube;
-use crate::cluster::{self, K8S_VERSION, Kubectl, Layout};
-use crate::egress_proxy;
-use crate::image::{self, Built};
-use crate::pod_runner::{self, Runner};
-use crate::util::root;
+use crate::cluster::Kubectl;
+use crate::cluster::client::engine_resource;
 use anyhow::{Context, bail, ensure};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -36,12 +11,12 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const NS: &str = "lmcache-operator-system";
+pub const NS: &str = "lmcache-operator-system";
 const CONTROLLER: &str = "lmcache-operator-controller";
 const WEBHOOK: &str = "lmcache-operator-webhook";
 const CONFIGURATION: &str = "lmcache-operator-cacheblend-injector";
@@ -51,56 +26,13 @@ const PART_OF: &str = "app.kubernetes.io/part-of=lmcache-operator";
 /// How long the rotation window admits pods: three serving lifetimes, past the CA's renewal.
 const ROTATION_WINDOW: Duration = Duration::from_secs(85);
 
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Package the existing target/release binaries instead of rebuilding them.
-    #[arg(long)]
-    pub skip_build: bool,
-    /// Leave the cluster running afterwards.
-    #[arg(long)]
-    pub keep: bool,
-}
-
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let built = image::run(args.skip_build)?;
-    run_with(&built, args.keep)
-}
-
-/// Runs the install test with already built image archives (CI builds them once).
-pub fn run_with(built: &[Built], keep: bool) -> anyhow::Result<()> {
-    let layout = Layout::new();
-    let _lock = layout.lock()?;
-    cluster::up(&layout)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let started = Instant::now();
-    let result = runtime.block_on(scenario(&layout, built));
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    if !keep {
-        cluster::down(&layout)?;
-    }
-    match &result {
-        Ok(()) => eprintln!(
-            "[install-test] passed in {:.0} s",
-            started.elapsed().as_secs_f64()
-        ),
-        Err(_) => eprintln!(
-            "[install-test] failed; logs in {} (pod-*.log are the runner's processes)",
-            layout.logs().display()
-        ),
-    }
-    result
-}
-
-fn step(text: &str) {
+pub fn step(text: &str) {
     eprintln!("[install-test] {text}");
 }
 
 /// Polls `check` every 500 ms until it returns `Some`, or fails after `timeout` with the last
 /// reason it gave.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -115,107 +47,6 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
-}
-
-async fn scenario(layout: &Layout, built: &[Built]) -> anyhow::Result<()> {
-    let client = bench_kube::connect(&layout.kubeconfig()).await?;
-    let kubectl = Kubectl::new(layout);
-    let version = env!("CARGO_PKG_VERSION");
-    let mut images = HashMap::new();
-    for b in built {
-        let unpacked = pod_runner::unpack(&b.archive, &layout.dir.join("images").join(&b.name))?;
-        images.insert(format!("lmcache/{}:{version}", b.name), unpacked);
-    }
-    let (proxy, routed) = egress_proxy::start(client.clone(), &layout.egress_socket())?;
-    let runner = Runner::start(client.clone(), layout, NS, images);
-    let result = phases(layout, &client, &kubectl).await;
-    let report = runner_report(&runner);
-    let result = result.and(report);
-    let routed = routed
-        .lock()
-        .map(|r| format!("{:?}", r.by_endpoint))
-        .unwrap_or_default();
-    step(&format!(
-        "API server connections routed to webhook pods: {routed}"
-    ));
-    runner.stop();
-    proxy.abort();
-    result
-}
-
-/// Every pod's process started once (none crashed and was restarted) and none failed to start.
-fn runner_report(runner: &Runner) -> anyhow::Result<()> {
-    let stats = runner
-        .stats
-        .lock()
-        .map_err(|_| anyhow::anyhow!("runner stats poisoned"))?;
-    step(&format!("processes started per pod: {:?}", stats.starts));
-    ensure!(
-        stats.failures.is_empty(),
-        "pods the runner could not start: {:?}",
-        stats.failures
-    );
-    let restarted: Vec<&String> = stats
-        .starts
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(p, _)| p)
-        .collect();
-    ensure!(
-        restarted.is_empty(),
-        "processes that exited and were restarted: {restarted:?} (see pod-*.log)"
-    );
-    Ok(())
-}
-
-async fn phases(layout: &Layout, client: &Client, kubectl: &Kubectl) -> anyhow::Result<()> {
-    let install = root().join("deploy/install.yaml").display().to_string();
-    step("phase 1: kubectl apply --server-side -f deploy/install.yaml");
-    kubectl.ok(&["apply", "--server-side", "-f", &install], None)?;
-    installed(client).await?;
-    let engine = engine_runs_and_injects(client, kubectl, "install-test-a").await?;
-    leader_election(client, &engine).await?;
-    rotation(client, kubectl, "install-test-a").await?;
-
-    step("kubectl delete -f deploy/install.yaml");
-    kubectl.ok(&["delete", "-f", &install, "--wait=true", "--timeout=180s"], None)?;
-    nothing_left(client, kubectl, true, "install-test-a").await?;
-
-    step("phase 2: helm install (default values)");
-    let helm = crate::chart::helm()?;
-    let chart = crate::chart::chart_dir().display().to_string();
-    let kubeconfig = layout.kubeconfig().display().to_string();
-    let helm_run = |args: &[&str]| -> anyhow::Result<()> {
-        let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
-        all.extend_from_slice(args);
-        crate::util::run(&helm.display().to_string(), &all)
-    };
-    helm_run(&[
-        "install",
-        "lmcache-operator",
-        &chart,
-        "-n",
-        NS,
-        "--create-namespace",
-        "--wait",
-        "--timeout=180s",
-    ])?;
-    installed(client).await?;
-    engine_runs_and_injects(client, kubectl, "install-test-b").await?;
-    step("helm uninstall");
-    helm_run(&[
-        "uninstall",
-        "lmcache-operator",
-        "-n",
-        NS,
-        "--wait",
-        "--timeout=180s",
-    ])?;
-    nothing_left(client, kubectl, false, "install-test-b").await?;
-    step(&format!(
-        "install.yaml and the chart work on Kubernetes {K8S_VERSION}"
-    ));
-    Ok(())
 }
 
 /// The pods of a Deployment that are not being deleted: (name, pod IP).
@@ -250,7 +81,7 @@ async fn ready(ip: &str) -> Result<(), String> {
 }
 
 fn cluster_http_get(addr: SocketAddr) -> anyhow::Result<(u16, String)> {
-    crate::cluster_proc::http_get(addr, "/readyz")
+    crate::cluster::proc::http_get(addr, "/readyz")
 }
 
 /// Every pod of `deployment` (as many as `replicas`) has a ready process.
@@ -307,7 +138,7 @@ async fn ca_published(client: &Client) -> Result<Vec<u8>, String> {
     Ok(bundle)
 }
 
-async fn installed(client: &Client) -> anyhow::Result<()> {
+pub async fn installed(client: &Client) -> anyhow::Result<()> {
     let controllers = deployment_ready(client, CONTROLLER).await?;
     let webhooks = deployment_ready(client, WEBHOOK).await?;
     step(&format!(
@@ -337,7 +168,7 @@ async fn installed(client: &Client) -> anyhow::Result<()> {
 }
 
 fn engine_api(client: &Client, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &bench_kube::engine_resource())
+    Api::namespaced_with(client.clone(), ns, &engine_resource())
 }
 
 fn opted_in_pod(engine: &str) -> Pod {
@@ -361,7 +192,7 @@ fn injected(pod: &Pod) -> bool {
 
 /// A minimal engine reaches Running and an opted-in pod is injected; returns the engine's
 /// (namespace, name).
-async fn engine_runs_and_injects(
+pub async fn engine_runs_and_injects(
     client: &Client,
     kubectl: &Kubectl,
     ns: &str,
@@ -426,7 +257,7 @@ async fn lease_holder(client: &Client) -> String {
         .unwrap_or_default()
 }
 
-async fn leader_election(client: &Client, (ns, name): &(String, String)) -> anyhow::Result<()> {
+pub async fn leader_election(client: &Client, (ns, name): &(String, String)) -> anyhow::Result<()> {
     let old = pods_of(client, CONTROLLER).await;
     let (old_pod, _) = old.first().context("no controller pod")?.clone();
     let holder = lease_holder(client).await;
@@ -484,18 +315,52 @@ async fn leader_election(client: &Client, (ns, name): &(String, String)) -> anyh
 }
 
 /// The webhook's serving and CA certificates rotate while every admission is injected.
-async fn rotation(client: &Client, kubectl: &Kubectl, ns: &str) -> anyhow::Result<()> {
+pub async fn rotation(client: &Client, kubectl: &Kubectl, ns: &str) -> anyhow::Result<()> {
     step("webhook with a 30 s serving and a 90 s CA lifetime (fresh Secret)");
+    short_lifetimes(client, kubectl).await?;
+    let window = admit_through_rotations(client, ns).await?;
+    step(&format!(
+        "rotation window {} s: {} admissions injected, {} not; {} serving certificates, {} CAs seen",
+        ROTATION_WINDOW.as_secs(),
+        window.admitted,
+        window.failed.len(),
+        window.serving.len(),
+        window.cas.len()
+    ));
+    ensure!(
+        window.failed.is_empty(),
+        "admissions failed during rotation:\n  {}",
+        window.failed.join("\n  ")
+    );
+    ensure!(
+        window.serving.len() >= 3,
+        "expected at least 3 serving certificates in the window, saw {}",
+        window.serving.len()
+    );
+    ensure!(
+        window.cas.len() >= 2,
+        "expected a CA rotation in the window, saw {} CA",
+        window.cas.len()
+    );
+    Ok(())
+}
+
+/// Rolls the webhook with short certificate lifetimes and a fresh Secret; returns once the new
+/// pods are ready and their CA is published.
+async fn short_lifetimes(client: &Client, kubectl: &Kubectl) -> anyhow::Result<()> {
     let args = json!([
         {"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--serving-lifetime-seconds=30"},
         {"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--ca-lifetime-seconds=90"},
         {"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--tls-poll-seconds=2"},
     ]);
-    let old: BTreeSet<String> = pods_of(client, WEBHOOK)
-        .await
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let webhook_pods = || async {
+        pods_of(client, WEBHOOK)
+            .await
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<BTreeSet<String>>()
+    };
+    let old = webhook_pods().await;
     Api::<Deployment>::namespaced(client.clone(), NS)
         .patch(
             WEBHOOK,
@@ -504,11 +369,7 @@ async fn rotation(client: &Client, kubectl: &Kubectl, ns: &str) -> anyhow::Resul
         )
         .await?;
     eventually("the webhook rolled", Duration::from_secs(120), || async {
-        let now: BTreeSet<String> = pods_of(client, WEBHOOK)
-            .await
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
+        let now = webhook_pods().await;
         if now.len() == 2 && now.is_disjoint(&old) {
             Ok(())
         } else {
@@ -523,25 +384,41 @@ async fn rotation(client: &Client, kubectl: &Kubectl, ns: &str) -> anyhow::Resul
         ca_published(client)
     })
     .await?;
+    Ok(())
+}
 
+/// What the rotation window saw.
+#[derive(Default)]
+struct Window {
+    admitted: u32,
+    failed: Vec<String>,
+    /// Distinct serving certificates and CA keys in the Secret.
+    serving: BTreeSet<String>,
+    cas: BTreeSet<String>,
+}
+
+/// Over [`ROTATION_WINDOW`]: a dry-run opted-in pod every 250 ms, and the Secret's serving
+/// certificate and CA key each time.
+async fn admit_through_rotations(client: &Client, ns: &str) -> anyhow::Result<Window> {
     let pods = Api::<Pod>::namespaced(client.clone(), ns);
     let secrets = Api::<Secret>::namespaced(client.clone(), NS);
     let dry_run = PostParams {
         dry_run: true,
         ..PostParams::default()
     };
-    let (mut admitted, mut failed) = (0u32, Vec::new());
-    let (mut serving, mut cas) = (BTreeSet::new(), BTreeSet::new());
+    let mut window = Window::default();
     let started = Instant::now();
     while started.elapsed() < ROTATION_WINDOW {
         match pods.create(&dry_run, &opted_in_pod("cache")).await {
-            Ok(pod) if injected(&pod) => admitted += 1,
-            Ok(pod) => failed.push(format!(
+            Ok(pod) if injected(&pod) => window.admitted += 1,
+            Ok(pod) => window.failed.push(format!(
                 "at {:.1} s: not injected {:?}",
                 started.elapsed().as_secs_f64(),
                 pod.annotations()
             )),
-            Err(e) => failed.push(format!("at {:.1} s: {e}", started.elapsed().as_secs_f64())),
+            Err(e) => window
+                .failed
+                .push(format!("at {:.1} s: {e}", started.elapsed().as_secs_f64())),
         }
         if let Ok(Some(secret)) = secrets.get_opt(SECRET).await {
             let data = secret.data.unwrap_or_default();
@@ -550,38 +427,16 @@ async fn rotation(client: &Client, kubectl: &Kubectl, ns: &str) -> anyhow::Resul
                     .map(|b| String::from_utf8_lossy(&b.0).into_owned())
                     .unwrap_or_default()
             };
-            serving.insert(text("tls.crt"));
-            cas.insert(text("ca.key"));
+            window.serving.insert(text("tls.crt"));
+            window.cas.insert(text("ca.key"));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    step(&format!(
-        "rotation window {} s: {admitted} admissions injected, {} not; {} serving certificates, {} CAs seen",
-        ROTATION_WINDOW.as_secs(),
-        failed.len(),
-        serving.len(),
-        cas.len()
-    ));
-    ensure!(
-        failed.is_empty(),
-        "admissions failed during rotation:\n  {}",
-        failed.join("\n  ")
-    );
-    ensure!(
-        serving.len() >= 3,
-        "expected at least 3 serving certificates in the window, saw {}",
-        serving.len()
-    );
-    ensure!(
-        cas.len() >= 2,
-        "expected a CA rotation in the window, saw {} CA",
-        cas.len()
-    );
-    Ok(())
+    Ok(window)
 }
 
 /// After an uninstall: no operator objects but (for the chart) the CRDs and custom resources.
-async fn nothing_left(
+pub async fn nothing_left(
     client: &Client,
     kubectl: &Kubectl,
     crds_deleted: bool,
@@ -617,48 +472,60 @@ async fn nothing_left(
             ours == 0,
             "CRDs left after kubectl delete -f install.yaml: {crds}"
         );
-        let namespace = kubectl.output(&["get", "namespace", NS], None)?;
-        ensure!(!namespace.status.success(), "namespace {NS} still exists");
-        eventually(
-            "the engine's children are collected",
-            Duration::from_secs(60),
-            || async {
-                let left = kubectl
-                    .ok(
-                        &[
-                            "-n",
-                            ns,
-                            "get",
-                            "daemonsets,services,configmaps",
-                            "-l",
-                            "app.kubernetes.io/managed-by=lmcache-operator",
-                            "-o",
-                            "name",
-                        ],
-                        None,
-                    )
-                    .map_err(|e| e.to_string())?;
-                if left.trim().is_empty() { Ok(()) } else { Err(left) }
-            },
-        )
-        .await?;
-        step("kubectl delete -f install.yaml left nothing behind");
+        nothing_left_of_install_yaml(kubectl, ns).await
     } else {
         ensure!(ours == 3, "helm uninstall must keep the 3 CRDs: {crds}");
-        let engine = engine_api(client, ns).get_opt("cache").await?;
-        ensure!(engine.is_some(), "helm uninstall must keep the custom resources");
-        step("helm uninstall kept the CRDs and the LMCacheEngine, and nothing else of the chart");
-        kubectl.ok(
-            &[
-                "delete",
-                "crds",
-                "lmcacheengines.lmcache.lmcache.ai",
-                "cacheblendengines.lmcache.lmcache.ai",
-                "lmcachecoordinators.lmcache.lmcache.ai",
-            ],
-            None,
-        )?;
+        chart_kept_its_custom_resources(client, kubectl, ns).await
     }
+}
+
+/// After `kubectl delete -f install.yaml`: the namespace is gone and the engine's children in
+/// `ns` are collected.
+async fn nothing_left_of_install_yaml(kubectl: &Kubectl, ns: &str) -> anyhow::Result<()> {
+    let namespace = kubectl.output(&["get", "namespace", NS], None)?;
+    ensure!(!namespace.status.success(), "namespace {NS} still exists");
+    eventually(
+        "the engine's children are collected",
+        Duration::from_secs(60),
+        || async {
+            let left = kubectl
+                .ok(
+                    &[
+                        "-n",
+                        ns,
+                        "get",
+                        "daemonsets,services,configmaps",
+                        "-l",
+                        "app.kubernetes.io/managed-by=lmcache-operator",
+                        "-o",
+                        "name",
+                    ],
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
+            if left.trim().is_empty() { Ok(()) } else { Err(left) }
+        },
+    )
+    .await?;
+    step("kubectl delete -f install.yaml left nothing behind");
+    Ok(())
+}
+
+/// After `helm uninstall`: the engine in `ns` is still there; then the kept CRDs are deleted.
+async fn chart_kept_its_custom_resources(client: &Client, kubectl: &Kubectl, ns: &str) -> anyhow::Result<()> {
+    let engine = engine_api(client, ns).get_opt("cache").await?;
+    ensure!(engine.is_some(), "helm uninstall must keep the custom resources");
+    step("helm uninstall kept the CRDs and the LMCacheEngine, and nothing else of the chart");
+    kubectl.ok(
+        &[
+            "delete",
+            "crds",
+            "lmcacheengines.lmcache.lmcache.ai",
+            "cacheblendengines.lmcache.lmcache.ai",
+            "lmcachecoordinators.lmcache.lmcache.ai",
+        ],
+        None,
+    )?;
     Ok(())
 }
 

@@ -253,9 +253,7 @@ fn role_and_binding(
 /// Every document of install.yaml, in apply order (operations.md §2).
 pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
     let ns = v.namespace.as_str();
-    let controller = format!("{PREFIX}-controller");
     let webhook = format!("{PREFIX}-webhook");
-    let domain = &v.cluster_domain;
     let mut docs: Vec<(&'static str, Value)> = Vec::new();
 
     docs.push((
@@ -268,42 +266,52 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
     for crd in lmcache_api::crds() {
         docs.push(("crds", serde_json::to_value(crd)?));
     }
+    docs.extend(rbac_documents(v));
+    if v.tls == Tls::SelfManaged {
+        let tls_role = format!("{PREFIX}-webhook-tls");
+        docs.extend(role_and_binding(
+            &tls_role,
+            ns,
+            "webhook",
+            webhook_tls_rules(),
+            &webhook,
+        ));
+    } else {
+        docs.extend(cert_manager_documents(ns, &webhook, &v.cluster_domain));
+    }
+    docs.push((
+        "webhook",
+        json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": meta(&webhook, Some(ns), "webhook"),
+        "spec": {"selector": selector("webhook"),
+                 "ports": [{"name": "https", "port": 443, "targetPort": "webhook", "protocol": "TCP"}]}}),
+    ));
+    docs.push(("controller", controller_deployment(v)));
+    docs.push(("webhook", webhook_deployment(v)));
+    docs.push((
+        "webhook",
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": meta(&webhook, Some(ns), "webhook"),
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector("webhook")}}}),
+    ));
+    docs.push(("webhook", mutating_webhook_configuration(v)));
+    Ok(docs)
+}
+
+/// The ServiceAccounts, ClusterRoles and their bindings, and the controller's Roles (the
+/// webhook's own Role depends on the TLS mode).
+fn rbac_documents(v: &Vars) -> Vec<(&'static str, Value)> {
+    let ns = v.namespace.as_str();
+    let controller = format!("{PREFIX}-controller");
+    let webhook = format!("{PREFIX}-webhook");
+    let mut docs: Vec<(&'static str, Value)> = Vec::new();
     for (name, component) in [(&controller, "controller"), (&webhook, "webhook")] {
         docs.push((
             "rbac",
             json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name, Some(ns), component)}),
         ));
     }
-    docs.push((
-        "rbac",
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": meta(&controller, None, "controller"), "rules": controller_rules()}),
-    ));
-    docs.push((
-        "rbac",
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": meta(&webhook, None, "webhook"), "rules": webhook_rules(v.tls)}),
-    ));
-    let group = lmcache_api::constants::GROUP;
-    let mut edit_meta = meta(&format!("{PREFIX}-edit"), None, "rbac");
-    edit_meta["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] = "true".into();
-    edit_meta["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] = "true".into();
-    docs.push((
-        "rbac",
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": edit_meta, "rules": [rule(&[group], &KINDS,
-            &["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"])]}),
-    ));
-    let mut view_meta = meta(&format!("{PREFIX}-view"), None, "rbac");
-    view_meta["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] = "true".into();
-    let mut viewable: Vec<String> = KINDS.iter().map(|k| k.to_string()).collect();
-    viewable.extend(with_suffix("/status"));
-    let viewable: Vec<&str> = viewable.iter().map(String::as_str).collect();
-    docs.push((
-        "rbac",
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": view_meta, "rules": [rule(&[group], &viewable, &["get", "list", "watch"])]}),
-    ));
+    docs.extend(cluster_roles(v.tls).into_iter().map(|role| ("rbac", role)));
     for (name, component) in [(&controller, "controller"), (&webhook, "webhook")] {
         docs.push((
             "rbac",
@@ -330,32 +338,46 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         vec![rule(&["discovery.k8s.io"], &["endpointslices"], &["list"])],
         &controller,
     ));
-    if v.tls == Tls::SelfManaged {
-        let tls_role = format!("{PREFIX}-webhook-tls");
-        docs.extend(role_and_binding(
-            &tls_role,
-            ns,
-            "webhook",
-            webhook_tls_rules(),
-            &webhook,
-        ));
-    } else {
-        docs.extend(cert_manager_documents(ns, &webhook, domain));
-    }
-    docs.push((
-        "webhook",
-        json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": meta(&webhook, Some(ns), "webhook"),
-        "spec": {"selector": selector("webhook"),
-                 "ports": [{"name": "https", "port": 443, "targetPort": "webhook", "protocol": "TCP"}]}}),
-    ));
+    docs
+}
 
+/// The controller's and the webhook's ClusterRoles, and the edit and view roles aggregated into
+/// the cluster's own.
+fn cluster_roles(tls: Tls) -> Vec<Value> {
+    let controller = format!("{PREFIX}-controller");
+    let webhook = format!("{PREFIX}-webhook");
+    let group = lmcache_api::constants::GROUP;
+    let mut edit_meta = meta(&format!("{PREFIX}-edit"), None, "rbac");
+    edit_meta["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] = "true".into();
+    edit_meta["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] = "true".into();
+    let mut view_meta = meta(&format!("{PREFIX}-view"), None, "rbac");
+    view_meta["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] = "true".into();
+    let mut viewable: Vec<String> = KINDS.iter().map(|k| k.to_string()).collect();
+    viewable.extend(with_suffix("/status"));
+    let viewable: Vec<&str> = viewable.iter().map(String::as_str).collect();
+    vec![
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": meta(&controller, None, "controller"), "rules": controller_rules()}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": meta(&webhook, None, "webhook"), "rules": webhook_rules(tls)}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": edit_meta, "rules": [rule(&[group], &KINDS,
+            &["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"])]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": view_meta, "rules": [rule(&[group], &viewable, &["get", "list", "watch"])]}),
+    ]
+}
+
+fn controller_deployment(v: &Vars) -> Value {
+    let ns = v.namespace.as_str();
+    let controller = format!("{PREFIX}-controller");
+    let webhook = format!("{PREFIX}-webhook");
     let controller_args = vec![
         "run".to_string(),
         "--leader-elect".into(),
         "--metrics-bind-address=:8080".into(),
         "--health-probe-bind-address=:8081".into(),
-        format!("--cluster-domain={domain}"),
+        format!("--cluster-domain={}", v.cluster_domain),
         format!("--webhook-service={ns}/{webhook}"),
         "--log-level=info".into(),
     ];
@@ -370,44 +392,29 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
     if let Some(env) = controller_container["env"].as_array_mut() {
         env.push(json!({"name": allocator, "value": arenas}));
     }
-    docs.push((
-        "controller",
-        json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": meta(&controller, Some(ns), "controller"),
-        "spec": {"replicas": 1, "selector": {"matchLabels": selector("controller")},
-            "template": {"metadata": {"labels": labels("controller")},
-                // Above the controller's own shutdown: at most 5 s drain + 2 s Lease release.
-                "spec": {"serviceAccountName": controller, "terminationGracePeriodSeconds": 10,
-                    "securityContext": pod_security_context(),
-                    "containers": [controller_container]}}}}),
-    ));
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": meta(&controller, Some(ns), "controller"),
+    "spec": {"replicas": 1, "selector": {"matchLabels": selector("controller")},
+        "template": {"metadata": {"labels": labels("controller")},
+            // Above the controller's own shutdown: at most 5 s drain + 2 s Lease release.
+            "spec": {"serviceAccountName": controller, "terminationGracePeriodSeconds": 10,
+                "securityContext": pod_security_context(),
+                "containers": [controller_container]}}}})
+}
 
-    let tls_args = match v.tls {
-        Tls::SelfManaged => vec![
-            "--tls=self-managed".to_string(),
-            format!("--tls-secret={SELF_MANAGED_SECRET}"),
-            format!("--webhook-configuration={WEBHOOK_CONFIGURATION}"),
-            format!("--service-name={webhook}"),
-        ],
-        Tls::CertManager => vec!["--tls=cert-manager".to_string(), format!("--cert-dir={CERT_DIR}")],
-    };
-    let mut webhook_args = vec!["serve".to_string(), "--port=9443".into()];
-    webhook_args.extend(tls_args);
-    webhook_args.extend([
-        "--metrics-bind-address=:8080".into(),
-        "--health-probe-bind-address=:8081".into(),
-        format!("--cluster-domain={domain}"),
-        "--log-level=info".into(),
-    ]);
+fn webhook_deployment(v: &Vars) -> Value {
+    let ns = v.namespace.as_str();
+    let webhook = format!("{PREFIX}-webhook");
     let mut webhook_container = hardened_container(
         "webhook",
         &v.webhook_image,
-        webhook_args,
+        webhook_args(v),
         admin_ports(Some(
             json!({"name": "webhook", "containerPort": 9443, "protocol": "TCP"}),
         )),
         &WEBHOOK_MEMORY,
     );
+    let (allocator, arenas) = ALLOCATOR_ENV;
     if let Some(env) = webhook_container["env"].as_array_mut() {
         env.push(json!({"name": allocator, "value": arenas}));
     }
@@ -423,20 +430,38 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
         webhook_pod["volumes"] = json!([{"name": "cert", "secret": {"secretName": CERT_MANAGER_SECRET}}]);
     }
     webhook_pod["containers"] = json!([webhook_container]);
-    docs.push((
-        "webhook",
-        json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": meta(&webhook, Some(ns), "webhook"),
-        "spec": {"replicas": 2, "selector": {"matchLabels": selector("webhook")},
-            "template": {"metadata": {"labels": labels("webhook")}, "spec": webhook_pod}}}),
-    ));
-    docs.push((
-        "webhook",
-        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": meta(&webhook, Some(ns), "webhook"),
-        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector("webhook")}}}),
-    ));
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": meta(&webhook, Some(ns), "webhook"),
+    "spec": {"replicas": 2, "selector": {"matchLabels": selector("webhook")},
+        "template": {"metadata": {"labels": labels("webhook")}, "spec": webhook_pod}}})
+}
 
+fn webhook_args(v: &Vars) -> Vec<String> {
+    let webhook = format!("{PREFIX}-webhook");
+    let tls_args = match v.tls {
+        Tls::SelfManaged => vec![
+            "--tls=self-managed".to_string(),
+            format!("--tls-secret={SELF_MANAGED_SECRET}"),
+            format!("--webhook-configuration={WEBHOOK_CONFIGURATION}"),
+            format!("--service-name={webhook}"),
+        ],
+        Tls::CertManager => vec!["--tls=cert-manager".to_string(), format!("--cert-dir={CERT_DIR}")],
+    };
+    let mut webhook_args = vec!["serve".to_string(), "--port=9443".into()];
+    webhook_args.extend(tls_args);
+    webhook_args.extend([
+        "--metrics-bind-address=:8080".into(),
+        "--health-probe-bind-address=:8081".into(),
+        format!("--cluster-domain={}", v.cluster_domain),
+        "--log-level=info".into(),
+    ]);
+    webhook_args
+}
+
+/// [`webhook_entries`] calling the webhook's Service; with cert-manager, which injects the CA.
+fn mutating_webhook_configuration(v: &Vars) -> Value {
+    let ns = v.namespace.as_str();
+    let webhook = format!("{PREFIX}-webhook");
     let mut mwc_meta = meta(WEBHOOK_CONFIGURATION, None, "webhook");
     if v.tls == Tls::CertManager {
         mwc_meta["annotations"] =
@@ -450,12 +475,8 @@ pub fn documents(v: &Vars) -> anyhow::Result<Vec<(&'static str, Value)>> {
             hook
         })
         .collect();
-    docs.push((
-        "webhook",
-        json!({"apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration", "metadata": mwc_meta, "webhooks": hooks}),
-    ));
-    Ok(docs)
+    json!({"apiVersion": "admissionregistration.k8s.io/v1",
+    "kind": "MutatingWebhookConfiguration", "metadata": mwc_meta, "webhooks": hooks})
 }
 
 /// The Certificate (and its Secret) cert-manager issues for the webhook.
@@ -522,7 +543,7 @@ fn to_yaml_stream(docs: &[&Value]) -> anyhow::Result<String> {
     let mut out = String::new();
     for doc in docs {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(doc)?);
+        out.push_str(&serde_saphyr::to_string(doc)?);
     }
     Ok(out)
 }
@@ -571,7 +592,7 @@ pub fn run(check: bool) -> anyhow::Result<()> {
     let kustomization = json!({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources});
     current &= write_or_check(
         &deploy.join("kustomize/kustomization.yaml"),
-        &format!("{HEADER}{}", serde_yaml::to_string(&kustomization)?),
+        &format!("{HEADER}{}", serde_saphyr::to_string(&kustomization)?),
         check,
     )?;
     current &= chart_files(&deploy.join("charts").join(PREFIX), check)?;
@@ -600,7 +621,7 @@ fn chart_files(chart: &std::path::Path, check: bool) -> anyhow::Result<bool> {
     });
     let mut current = write_or_check(
         &chart.join("Chart.yaml"),
-        &format!("{HEADER}{}", serde_yaml::to_string(&chart_yaml)?),
+        &format!("{HEADER}{}", serde_saphyr::to_string(&chart_yaml)?),
         check,
     )?;
     let mut crds = Vec::new();
@@ -664,6 +685,20 @@ mod tests {
         "PodDisruptionBudget/lmcache-operator-webhook",
         "MutatingWebhookConfiguration/lmcache-operator-cacheblend-injector",
     ];
+
+    #[test]
+    fn the_yaml_stream_reads_back_as_the_documents() {
+        for tls in [Tls::SelfManaged, Tls::CertManager] {
+            let docs = documents(&Vars {
+                tls,
+                ..Vars::default()
+            })
+            .unwrap();
+            let docs: Vec<&Value> = docs.iter().map(|(_, d)| d).collect();
+            let read = crate::util::yaml_documents(&to_yaml_stream(&docs).unwrap()).unwrap();
+            assert_eq!(read.iter().collect::<Vec<_>>(), docs);
+        }
+    }
 
     #[test]
     fn install_order_and_names() {

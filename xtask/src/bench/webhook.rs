@@ -2,14 +2,15 @@
 //! local cluster) and the canned-review floor server, loaded alternately at each fixed rate over
 //! one HTTP/2 TLS connection each, as the API server's webhook client would.
 
-use crate::bench::{self, Admin, Args, Paths};
-use crate::bench_kube::{
+use crate::bench::args::Args;
+use crate::bench::engines::{
     BENCH_LABEL, create_engines, create_namespaces, create_objects, delete_phase, engine_key, namespace_name,
 };
-use crate::bench_load::{H2Client, LoadRun, run_fixed_rate, wait_listening};
-use crate::bench_stats::{Histogram, Memory, Quantiles, Sample, sum};
-use crate::cluster_pki::{self, Ca};
-use crate::cluster_proc::{self, Proc};
+use crate::bench::load::{H2Client, LoadRun, run_fixed_rate, wait_listening};
+use crate::bench::phase::{self, Admin, Paths};
+use crate::bench::stats::{Histogram, Memory, Quantiles, Sample, sum};
+use crate::cluster::pki::{self, Ca};
+use crate::cluster::proc::{self, Proc};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use kube::Client;
@@ -96,6 +97,63 @@ impl HandlerLatency {
 }
 
 pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<WebhookBench> {
+    create_cached_engines(client, args).await?;
+    let certs = paths.out.join("certs");
+    std::fs::create_dir_all(&certs)?;
+    let ca = Ca::new("lmcache-bench-ca")?;
+    let (crt, key) = ca.serving("lmcache-bench")?;
+    pki::write(&certs.join("tls.crt"), &crt)?;
+    pki::write(&certs.join("tls.key"), &key)?;
+    let ports = proc::free_ports(2)?;
+    let addr = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let (webhook_addr, floor_addr) = (addr(ports[0]), addr(ports[1]));
+    let admin = Admin::new()?;
+
+    let webhook = phase::spawn(
+        paths,
+        "lmcache-webhook",
+        "lmcache-webhook",
+        &[
+            "serve".to_string(),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--port={}", webhook_addr.port()),
+            format!("--cert-dir={}", certs.display()),
+            format!("--metrics-bind-address={}", admin.metrics),
+            format!("--health-probe-bind-address={}", admin.health),
+            "--shutdown-delay-seconds=0".to_string(),
+        ],
+        // install.yaml's environment, so what is measured is what ships.
+        &[crate::release::manifests::ALLOCATOR_ENV],
+    )?;
+    let floor = phase::spawn(
+        paths,
+        "bench-floor-server",
+        "xtask",
+        &[
+            "bench-floor".to_string(),
+            format!("--port={}", floor_addr.port()),
+            format!("--cert-dir={}", certs.display()),
+        ],
+        &[],
+    )?;
+    let result = measure(
+        args,
+        paths,
+        &ca.pem(),
+        &admin,
+        (&webhook, webhook_addr),
+        (&floor, floor_addr),
+    )
+    .await;
+    phase::stop(webhook).await;
+    phase::stop(floor).await;
+    delete_phase(client, PHASE, None).await?;
+    result
+}
+
+/// The engines the webhook caches, in a fresh phase: the reviewed CacheBlendEngine and
+/// `--webhook-engines` of each kind.
+async fn create_cached_engines(client: &Client, args: &Args) -> anyhow::Result<()> {
     delete_phase(client, PHASE, Some(Duration::from_secs(args.timeout))).await?;
     create_namespaces(client, PHASE, NAMESPACES).await?;
     let namespace = namespace_name(PHASE, 0);
@@ -125,59 +183,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
         CREATE_PARALLEL,
         None,
     )
-    .await?;
-
-    let certs = paths.out.join("certs");
-    std::fs::create_dir_all(&certs)?;
-    let ca = Ca::new("lmcache-bench-ca")?;
-    let (crt, key) = ca.serving("lmcache-bench")?;
-    cluster_pki::write(&certs.join("tls.crt"), &crt)?;
-    cluster_pki::write(&certs.join("tls.key"), &key)?;
-    let ports = cluster_proc::free_ports(2)?;
-    let addr = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let (webhook_addr, floor_addr) = (addr(ports[0]), addr(ports[1]));
-    let admin = Admin::new()?;
-
-    let webhook = bench::spawn(
-        paths,
-        "lmcache-webhook",
-        "lmcache-webhook",
-        &[
-            "serve".to_string(),
-            "--bind-address=127.0.0.1".to_string(),
-            format!("--port={}", webhook_addr.port()),
-            format!("--cert-dir={}", certs.display()),
-            format!("--metrics-bind-address={}", admin.metrics),
-            format!("--health-probe-bind-address={}", admin.health),
-            "--shutdown-delay-seconds=0".to_string(),
-        ],
-        // install.yaml's environment, so what is measured is what ships.
-        &[crate::manifests::ALLOCATOR_ENV],
-    )?;
-    let floor = bench::spawn(
-        paths,
-        "bench-floor-server",
-        "xtask",
-        &[
-            "bench-floor".to_string(),
-            format!("--port={}", floor_addr.port()),
-            format!("--cert-dir={}", certs.display()),
-        ],
-        &[],
-    )?;
-    let result = measure(
-        args,
-        paths,
-        &ca.pem(),
-        &admin,
-        (&webhook, webhook_addr),
-        (&floor, floor_addr),
-    )
-    .await;
-    bench::stop(webhook).await;
-    bench::stop(floor).await;
-    delete_phase(client, PHASE, None).await?;
-    result
+    .await
 }
 
 async fn measure(
@@ -188,25 +194,9 @@ async fn measure(
     (webhook, webhook_addr): (&Proc, SocketAddr),
     (floor, floor_addr): (&Proc, SocketAddr),
 ) -> anyhow::Result<WebhookBench> {
-    bench::wait_ready(paths, webhook, admin.health).await?;
+    phase::wait_ready(paths, webhook, admin.health).await?;
     wait_listening(floor_addr, Duration::from_secs(30)).await?;
-    // Ready means the initial lists are done; the last engines may still be on their way.
-    let expected = (2 * args.webhook_engines + 1) as f64;
-    let mut cached = 0.0;
-    for _ in 0..60 {
-        cached = sum(
-            &bench::scrape(admin.metrics).await?,
-            "lmcache_webhook_cached_engines",
-            &[],
-        );
-        if cached >= expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    if cached < expected {
-        bail!("the webhook cached {cached} of the {expected} bench engines");
-    }
+    let cached = wait_cached(args, admin).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let webhook_idle = memory(webhook.pid)?;
     let floor_idle = memory(floor.pid)?;
@@ -218,52 +208,83 @@ async fn measure(
     for client in [&webhook_client, &floor_client] {
         run_fixed_rate(client, MUTATE_PATH, body.clone(), 200, Duration::from_secs(1)).await?;
     }
-
-    let duration = Duration::from_secs(args.duration);
     let mut steps = Vec::new();
-    let (mut webhook_loaded, mut floor_loaded) = (0.0f64, 0.0f64);
     for &rate in &args.rates {
-        eprintln!(
-            "[bench] webhook: {rate}/s for {}s (then the floor)",
-            args.duration
-        );
-        let before = bench::scrape(admin.metrics).await?;
-        let (run, rss) = sampled(
-            webhook.pid,
-            run_fixed_rate(&webhook_client, MUTATE_PATH, body.clone(), rate, duration),
-        )
-        .await;
-        let after = bench::scrape(admin.metrics).await?;
-        let webhook_side = side(run?, rss, Some((&before, &after)));
-        if webhook_side.injected.unwrap_or(0.0) < 1.0 {
-            bail!(
-                "the webhook injected nothing at {rate}/s: the bench review does not take the injection path"
-            );
-        }
-        let (run, floor_rss) = sampled(
-            floor.pid,
-            run_fixed_rate(&floor_client, MUTATE_PATH, body.clone(), rate, duration),
-        )
-        .await;
-        let floor_side = side(run?, floor_rss, None);
-        webhook_loaded = webhook_loaded.max(rss);
-        floor_loaded = floor_loaded.max(floor_rss);
-        steps.push(Step {
-            rate,
-            ratio_p50: ratio(webhook_side.end_to_end.p50_ms, floor_side.end_to_end.p50_ms),
-            ratio_p99: ratio(webhook_side.end_to_end.p99_ms, floor_side.end_to_end.p99_ms),
-            webhook: webhook_side,
-            floor: floor_side,
-        });
+        let webhook = (webhook, &webhook_client);
+        steps.push(load_step(args, admin, rate, &body, webhook, (floor, &floor_client)).await?);
     }
+    let max_rss = |side: fn(&Step) -> &Side| steps.iter().map(|s| side(s).max_rss_mib).fold(0.0f64, f64::max);
     Ok(WebhookBench {
         step_seconds: args.duration,
         cached_engines: cached,
+        webhook_loaded_rss_mib: max_rss(|s| &s.webhook),
+        floor_loaded_rss_mib: max_rss(|s| &s.floor),
         steps,
         webhook_idle,
-        webhook_loaded_rss_mib: webhook_loaded,
         floor_idle,
-        floor_loaded_rss_mib: floor_loaded,
+    })
+}
+
+/// Waits until the webhook caches every bench engine (ready means its initial lists are done;
+/// the last engines may still be on their way); returns how many it caches.
+async fn wait_cached(args: &Args, admin: &Admin) -> anyhow::Result<f64> {
+    let expected = (2 * args.webhook_engines + 1) as f64;
+    let mut cached = 0.0;
+    for _ in 0..60 {
+        cached = sum(
+            &phase::scrape(admin.metrics).await?,
+            "lmcache_webhook_cached_engines",
+            &[],
+        );
+        if cached >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if cached < expected {
+        bail!("the webhook cached {cached} of the {expected} bench engines");
+    }
+    Ok(cached)
+}
+
+/// One rate: the webhook for `--duration` seconds (its own metrics scraped around it), then the
+/// floor server.
+async fn load_step(
+    args: &Args,
+    admin: &Admin,
+    rate: u32,
+    body: &Bytes,
+    (webhook, webhook_client): (&Proc, &H2Client),
+    (floor, floor_client): (&Proc, &H2Client),
+) -> anyhow::Result<Step> {
+    let duration = Duration::from_secs(args.duration);
+    eprintln!(
+        "[bench] webhook: {rate}/s for {}s (then the floor)",
+        args.duration
+    );
+    let before = phase::scrape(admin.metrics).await?;
+    let (run, rss) = sampled(
+        webhook.pid,
+        run_fixed_rate(webhook_client, MUTATE_PATH, body.clone(), rate, duration),
+    )
+    .await;
+    let after = phase::scrape(admin.metrics).await?;
+    let webhook_side = side(run?, rss, Some((&before, &after)));
+    if webhook_side.injected.unwrap_or(0.0) < 1.0 {
+        bail!("the webhook injected nothing at {rate}/s: the bench review does not take the injection path");
+    }
+    let (run, floor_rss) = sampled(
+        floor.pid,
+        run_fixed_rate(floor_client, MUTATE_PATH, body.clone(), rate, duration),
+    )
+    .await;
+    let floor_side = side(run?, floor_rss, None);
+    Ok(Step {
+        rate,
+        ratio_p50: ratio(webhook_side.end_to_end.p50_ms, floor_side.end_to_end.p50_ms),
+        ratio_p99: ratio(webhook_side.end_to_end.p99_ms, floor_side.end_to_end.p99_ms),
+        webhook: webhook_side,
+        floor: floor_side,
     })
 }
 

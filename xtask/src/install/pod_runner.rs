@@ -29,7 +29,7 @@
 use crate::cluster::{Kubectl, Layout};
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, Secret};
 use kube::api::Api;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -347,7 +347,69 @@ impl Shared {
         }
         let dir = self.work.join(&name);
         std::fs::create_dir_all(&dir)?;
+        let args = self.mount_secrets(spec, container, &dir).await?;
+        let args = bind_to(&args, &ip, image_ref.contains("lmcache-webhook"));
 
+        let argv: Vec<String> = match &container.command {
+            Some(command) if !command.is_empty() => command.clone(),
+            _ => image.entrypoint.clone(),
+        };
+        let program = argv.first().context("no entrypoint")?;
+        let program = image.rootfs.join(program.trim_start_matches('/'));
+
+        let sa = spec
+            .service_account_name
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let kubeconfig = self.token_kubeconfig(&sa)?;
+
+        let mut command = Command::new(&program);
+        command.env_clear();
+        for (k, v) in &image.env {
+            let v = if k == "SSL_CERT_FILE" {
+                image.rootfs.join(v.trim_start_matches('/')).display().to_string()
+            } else {
+                v.clone()
+            };
+            command.env(k, v);
+        }
+        command.env("HOSTNAME", &name);
+        command.env("KUBECONFIG", &kubeconfig);
+        let field = |path: &str| match path {
+            "metadata.name" => Some(name.clone()),
+            "metadata.namespace" => Some(self.namespace.clone()),
+            "status.podIP" => Some(ip.clone()),
+            "spec.nodeName" => Some(spec.node_name.clone().unwrap_or_default()),
+            "spec.serviceAccountName" => Some(sa.clone()),
+            _ => None,
+        };
+        for var in container.env.iter().flatten() {
+            command.env(&var.name, env_value(var, &field)?);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("pod-{name}.log")))?;
+        command
+            .args(&argv[1..])
+            .args(&args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        command
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))
+    }
+
+    /// Writes the Secret volumes `container` mounts to `dir/volumes/<volume>/`; returns its args
+    /// with each mount path pointed at that directory.
+    async fn mount_secrets(
+        &self,
+        spec: &PodSpec,
+        container: &Container,
+        dir: &Path,
+    ) -> anyhow::Result<Vec<String>> {
         let mut args = container.args.clone().unwrap_or_default();
         for mount in container.volume_mounts.iter().flatten() {
             let volume = spec
@@ -375,74 +437,33 @@ impl Shared {
                 *arg = arg.replace(&mount.mount_path, &path);
             }
         }
-        let args = bind_to(&args, &ip, image_ref.contains("lmcache-webhook"));
+        Ok(args)
+    }
 
-        let argv: Vec<String> = match &container.command {
-            Some(command) if !command.is_empty() => command.clone(),
-            _ => image.entrypoint.clone(),
-        };
-        let program = argv.first().context("no entrypoint")?;
-        let program = image.rootfs.join(program.trim_start_matches('/'));
-
-        let sa = spec
-            .service_account_name
-            .clone()
-            .unwrap_or_else(|| "default".into());
+    /// A kubeconfig with a TokenRequest token of ServiceAccount `sa`: the pod's credentials.
+    fn token_kubeconfig(&self, sa: &str) -> anyhow::Result<PathBuf> {
         let layout = Layout {
             dir: self.layout_dir.clone(),
             ..Layout::new()
         };
         let kubectl = Kubectl::new(&layout);
-        let kubeconfig = crate::e2e_rbac::token_kubeconfig(&layout, &kubectl, &self.namespace, &sa)?;
+        crate::e2e::rbac::token_kubeconfig(&layout, &kubectl, &self.namespace, sa)
+    }
+}
 
-        let mut command = Command::new(&program);
-        command.env_clear();
-        for (k, v) in &image.env {
-            let v = if k == "SSL_CERT_FILE" {
-                image.rootfs.join(v.trim_start_matches('/')).display().to_string()
-            } else {
-                v.clone()
-            };
-            command.env(k, v);
+/// A container env var's value: its `value`, or the pod field its `fieldRef` names (`field`).
+fn env_value(var: &EnvVar, field: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<String> {
+    match (&var.value, &var.value_from) {
+        (Some(v), _) => Ok(v.clone()),
+        (None, Some(from)) => {
+            let path = from
+                .field_ref
+                .as_ref()
+                .map(|f| f.field_path.as_str())
+                .with_context(|| format!("env {}: only fieldRef is supported", var.name))?;
+            field(path).with_context(|| format!("env {}: fieldRef {path} is not supported", var.name))
         }
-        command.env("HOSTNAME", &name);
-        command.env("KUBECONFIG", &kubeconfig);
-        for var in container.env.iter().flatten() {
-            let value = match (&var.value, &var.value_from) {
-                (Some(v), _) => v.clone(),
-                (None, Some(from)) => {
-                    let path = from
-                        .field_ref
-                        .as_ref()
-                        .map(|f| f.field_path.as_str())
-                        .with_context(|| format!("env {}: only fieldRef is supported", var.name))?;
-                    match path {
-                        "metadata.name" => name.clone(),
-                        "metadata.namespace" => self.namespace.clone(),
-                        "status.podIP" => ip.clone(),
-                        "spec.nodeName" => spec.node_name.clone().unwrap_or_default(),
-                        "spec.serviceAccountName" => sa.clone(),
-                        other => bail!("env {}: fieldRef {other} is not supported", var.name),
-                    }
-                }
-                (None, None) => String::new(),
-            };
-            command.env(&var.name, value);
-        }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.logs.join(format!("pod-{name}.log")))?;
-        command
-            .args(&argv[1..])
-            .args(&args)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        command
-            .spawn()
-            .with_context(|| format!("starting {}", program.display()))
+        (None, None) => Ok(String::new()),
     }
 }
 

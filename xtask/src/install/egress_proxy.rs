@@ -1,5 +1,5 @@
 //! The local cluster's Service routing for the API server: an HTTP CONNECT proxy on the unix
-//! socket the API server's "cluster" egress selector dials (`cluster::egress_selector`).
+//! socket the API server's "cluster" egress selector dials (`cluster::config::egress_selector`).
 //!
 //! The API server calls a service-referenced webhook at the Service's ClusterIP and port
 //! (verifying the certificate for `<service>.<namespace>.svc`); in a real cluster kube-proxy

@@ -9,7 +9,7 @@ pub fn render() -> anyhow::Result<Vec<(String, String)>> {
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().context("CRD without a name")?;
-            Ok((name, serde_yaml::to_string(&crd)?))
+            Ok((name, serde_saphyr::to_string(&crd)?))
         })
         .collect()
 }

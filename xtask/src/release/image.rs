@@ -260,59 +260,8 @@ pub fn verify(built: &[Built]) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;
     for image in built {
-        let inspect = std::process::Command::new("skopeo")
-            .args([
-                "inspect",
-                "--config",
-                &format!("oci-archive:{}", image.archive.display()),
-            ])
-            .output()?;
-        if !inspect.status.success() {
-            bail!(
-                "skopeo inspect {}: {}",
-                image.name,
-                String::from_utf8_lossy(&inspect.stderr)
-            );
-        }
-        let config: Value = serde_json::from_slice(&inspect.stdout)?;
-        if config["config"]["User"] != "65532:65532" {
-            bail!("{}: image user is {}", image.name, config["config"]["User"]);
-        }
-        let dir = scratch.join(&image.name);
-        let status = std::process::Command::new("skopeo")
-            .args([
-                "copy",
-                "--quiet",
-                &format!("oci-archive:{}", image.archive.display()),
-                &format!("dir:{}", dir.display()),
-            ])
-            .status()?;
-        if !status.success() {
-            bail!("skopeo copy {} failed", image.name);
-        }
-        let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json"))?)?;
-        let layer_digest = manifest["layers"][0]["digest"].as_str().context("no layer")?;
-        let layer = dir.join(layer_digest.trim_start_matches("sha256:"));
-        let rootfs = dir.join("rootfs");
-        std::fs::create_dir_all(&rootfs)?;
-        let gz = flate2::read::GzDecoder::new(std::fs::File::open(&layer)?);
-        tar::Archive::new(gz).unpack(&rootfs)?;
-        let version = std::process::Command::new(rootfs.join(&image.name))
-            .arg("--version")
-            .output()?;
-        if !version.status.success() {
-            bail!(
-                "{} --version failed: {}",
-                image.name,
-                String::from_utf8_lossy(&version.stderr)
-            );
-        }
-        eprintln!(
-            "{} ({} bytes): {}",
-            image.name,
-            image.size,
-            String::from_utf8_lossy(&version.stdout).trim()
-        );
+        check_user(image)?;
+        run_version(image, &scratch.join(&image.name))?;
         let again = scratch.join(format!("{}-again.tar", image.name));
         let digest = write_image(
             &image.name,
@@ -329,6 +278,68 @@ pub fn verify(built: &[Built]) -> anyhow::Result<()> {
         }
     }
     eprintln!("images verified: skopeo inspect/copy, binary --version, reproducible digests");
+    Ok(())
+}
+
+/// `skopeo inspect` reads the archive's config, whose user is the nonroot one.
+fn check_user(image: &Built) -> anyhow::Result<()> {
+    let inspect = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--config",
+            &format!("oci-archive:{}", image.archive.display()),
+        ])
+        .output()?;
+    if !inspect.status.success() {
+        bail!(
+            "skopeo inspect {}: {}",
+            image.name,
+            String::from_utf8_lossy(&inspect.stderr)
+        );
+    }
+    let config: Value = serde_json::from_slice(&inspect.stdout)?;
+    if config["config"]["User"] != "65532:65532" {
+        bail!("{}: image user is {}", image.name, config["config"]["User"]);
+    }
+    Ok(())
+}
+
+/// Copies the image to `dir` with skopeo, unpacks its layer and runs the binary's `--version`.
+fn run_version(image: &Built, dir: &Path) -> anyhow::Result<()> {
+    let status = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            &format!("oci-archive:{}", image.archive.display()),
+            &format!("dir:{}", dir.display()),
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("skopeo copy {} failed", image.name);
+    }
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json"))?)?;
+    let layer_digest = manifest["layers"][0]["digest"].as_str().context("no layer")?;
+    let layer = dir.join(layer_digest.trim_start_matches("sha256:"));
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs)?;
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(&layer)?);
+    tar::Archive::new(gz).unpack(&rootfs)?;
+    let version = std::process::Command::new(rootfs.join(&image.name))
+        .arg("--version")
+        .output()?;
+    if !version.status.success() {
+        bail!(
+            "{} --version failed: {}",
+            image.name,
+            String::from_utf8_lossy(&version.stderr)
+        );
+    }
+    eprintln!(
+        "{} ({} bytes): {}",
+        image.name,
+        image.size,
+        String::from_utf8_lossy(&version.stdout).trim()
+    );
     Ok(())
 }
 

@@ -85,7 +85,7 @@ pub struct ChildrenObserver {
 impl ChildrenObserver {
     /// Watches the children in the namespaces of `phase`; waits for the three initial lists.
     pub async fn start(client: &Client, phase: &str) -> anyhow::Result<Self> {
-        let prefix = crate::bench_kube::namespace_prefix(phase);
+        let prefix = crate::bench::engines::namespace_prefix(phase);
         let ds = children::<DaemonSet>(client, "DaemonSet", prefix.clone());
         let svc = children::<Service>(client, "Service", prefix.clone());
         let cm = children::<ConfigMap>(client, "ConfigMap", prefix);
@@ -157,7 +157,7 @@ pub struct Generations {
 
 impl Generations {
     pub async fn start(client: &Client, phase: &str) -> anyhow::Result<Self> {
-        let prefix = crate::bench_kube::namespace_prefix(phase);
+        let prefix = crate::bench::engines::namespace_prefix(phase);
         let (tx, mut latest) = watch::channel(HashMap::new());
         let (synced_tx, mut synced) = watch::channel(false);
         let api = Api::<PartialObjectMeta<DaemonSet>>::all(client.clone());

@@ -6,10 +6,17 @@
 //! `pids` and `e2e.env` (what the e2e harness reads). kwok fakes 3 GPU nodes and 1 CPU node and
 //! makes bound pods Running/Ready; pods never run and nothing dials a pod or Service IP.
 
-use crate::cluster_pki::{self, ClusterPki};
-use crate::cluster_proc::{self, Proc, State};
+pub mod client;
+mod config;
+pub mod pki;
+pub mod proc;
+
+pub use config::NODES;
+
 use crate::util::root;
 use anyhow::{Context, bail};
+use pki::ClusterPki;
+use proc::{Proc, State};
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -19,14 +26,6 @@ use std::time::{Duration, Instant};
 pub const K8S_VERSION: &str = "v1.35.4";
 pub const ETCD_VERSION: &str = "v3.6.14";
 pub const KWOK_VERSION: &str = "v0.8.0";
-
-/// Fake nodes: (name, has GPUs).
-pub const NODES: [(&str, bool); 4] = [
-    ("gpu-node-0", true),
-    ("gpu-node-1", true),
-    ("gpu-node-2", true),
-    ("cpu-node-0", false),
-];
 
 /// `cargo xtask cluster <action>`.
 #[derive(Clone, Copy, Debug, clap::Subcommand)]
@@ -109,7 +108,7 @@ impl Layout {
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join("kubeconfig")
     }
-    /// The kubeconfig of identity `short` (`operator`, `webhook`; see `cluster_pki::USERS`).
+    /// The kubeconfig of identity `short` (`operator`, `webhook`; see `pki::USERS`).
     pub fn kubeconfig_for(&self, short: &str) -> PathBuf {
         if short == "admin" {
             self.kubeconfig()
@@ -133,6 +132,14 @@ impl Layout {
     }
     pub fn pki(&self) -> PathBuf {
         self.dir.join("pki")
+    }
+    /// The API server's audit policy (read at its start).
+    fn audit_policy(&self) -> PathBuf {
+        self.pki().join("audit-policy.yaml")
+    }
+    /// The API server's egress selector configuration (see `config::egress_selector`).
+    fn egress_selector(&self) -> PathBuf {
+        self.pki().join("egress-selector.yaml")
     }
     /// Unix socket of the API server's "cluster" egress proxy (see `egress_selector`).
     pub fn egress_socket(&self) -> PathBuf {
@@ -200,7 +207,7 @@ impl Binaries {
     /// Runs the (idempotent) build script; it returns at once when everything is cached.
     pub fn build() -> anyhow::Result<Self> {
         let started = Instant::now();
-        crate::util::run_build_script(
+        run_build_script(
             "build-control-plane.sh",
             &[
                 ("K8S_VERSION", K8S_VERSION),
@@ -242,6 +249,23 @@ pub fn cache_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| root().join("target"));
     base.join("lmcache-operator")
+}
+
+/// Runs one of `xtask/scripts/` (idempotent builds cached under `cache_dir`) with `env`, stdin
+/// closed; fails when it does.
+pub fn run_build_script(script: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let script = root().join("xtask/scripts").join(script);
+    let status = Command::new("bash")
+        .arg(&script)
+        .envs(env.iter().copied())
+        .env("LMCACHE_CACHE_DIR", cache_dir())
+        .stdin(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !status.success() {
+        bail!("{} failed with {status}", script.display());
+    }
+    Ok(())
 }
 
 /// A kubectl bound to the cluster's kubeconfig.
@@ -321,7 +345,7 @@ pub fn wait_until(
                     proc.name,
                     proc.pid,
                     log.display(),
-                    cluster_proc::log_tail(log, 30)
+                    proc::log_tail(log, 30)
                 );
             }
         }
@@ -334,16 +358,16 @@ pub fn wait_until(
 
 /// The recorded processes and whether all of them run and the apiserver is ready.
 fn health(layout: &Layout) -> anyhow::Result<(Vec<Proc>, bool)> {
-    let procs = cluster_proc::read_pids(&layout.pids())?;
+    let procs = proc::read_pids(&layout.pids())?;
     let all_running = !procs.is_empty() && procs.iter().all(|p| p.state() == State::Running);
     // A cluster started by an older xtask may lack files this one relies on: restart it then.
-    let complete = cluster_pki::USERS
+    let complete = pki::USERS
         .iter()
         .map(|(short, _)| layout.kubeconfig_for(short))
         .chain([layout.env_file()])
         .all(|path| path.exists())
         // The audit policy is read at apiserver start: a changed policy needs a restart.
-        && std::fs::read_to_string(layout.pki().join("audit-policy.yaml")).is_ok_and(|p| p == AUDIT_POLICY)
+        && std::fs::read_to_string(layout.audit_policy()).is_ok_and(|p| p == config::AUDIT_POLICY)
         && std::fs::read_to_string(layout.profile_file()).is_ok_and(|p| p == layout.profile.name());
     if all_running && !complete {
         eprintln!("[cluster] the running cluster lacks files of this xtask version or runs another profile");
@@ -395,134 +419,141 @@ pub fn up(layout: &Layout) -> anyhow::Result<bool> {
     }
 }
 
-fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
-    // Fresh state: PKI, etcd data and logs of a previous run are discarded.
-    if layout.dir.exists() {
-        std::fs::remove_dir_all(&layout.dir).with_context(|| format!("removing {}", layout.dir.display()))?;
-    }
-    std::fs::create_dir_all(layout.logs())?;
-    let pki = cluster_pki::write_cluster_pki(&layout.pki())?;
-    let ports = cluster_proc::free_ports(3)?;
-    let (etcd_port, peer_port, api_port) = (ports[0], ports[1], ports[2]);
-    for (short, _) in cluster_pki::USERS {
-        let config = cluster_pki::kubeconfig(api_port, &pki, short);
-        cluster_pki::write(&layout.kubeconfig_for(short), &config)?;
-    }
-    let audit_policy = layout.pki().join("audit-policy.yaml");
-    cluster_pki::write(&audit_policy, AUDIT_POLICY)?;
-    let egress = layout.pki().join("egress-selector.yaml");
-    cluster_pki::write(&egress, &egress_selector(&layout.egress_socket()))?;
-    std::fs::write(layout.profile_file(), layout.profile.name())?;
-    let logs = layout.logs();
-    let pids = layout.pids();
-    let log = |name: &str| logs.join(format!("{name}.log"));
+/// The etcd client, etcd peer and apiserver ports of a fresh cluster.
+struct Ports {
+    etcd: u16,
+    peer: u16,
+    api: u16,
+}
 
-    let etcd = cluster_proc::spawn(
-        "etcd",
-        &bins.etcd,
-        &etcd_args(&layout.dir.join("etcd"), etcd_port, peer_port),
-        &[],
-        &logs,
-        &pids,
-        true,
-    )?;
-    let etcd_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, etcd_port));
+fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
+    let (pki, ports) = fresh_state(layout)?;
+    let etcd_args = config::etcd_args(&layout.dir.join("etcd"), ports.etcd, ports.peer);
+    let mut started = vec![spawn(layout, "etcd", &bins.etcd, &etcd_args)?];
+    let etcd_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, ports.etcd));
     wait_until(
         "etcd healthy",
         Duration::from_secs(60),
-        &[(&etcd, log("etcd"))],
+        &watching(&started),
         || {
-            cluster_proc::http_get(etcd_addr, "/health")
+            proc::http_get(etcd_addr, "/health")
                 .map(|(code, body)| code == 200 && body.contains("\"health\":\"true\""))
                 .unwrap_or(false)
         },
     )?;
-
-    let apiserver = cluster_proc::spawn(
-        "kube-apiserver",
-        &bins.apiserver,
-        &[
-            apiserver_args(&pki, etcd_port, api_port),
-            strings(&[
-                &format!("--audit-policy-file={}", audit_policy.display()),
-                &format!("--audit-log-path={}", layout.audit_log().display()),
-                "--audit-log-maxsize=200",
-                "--audit-log-maxbackup=1",
-                &format!("--egress-selector-config-file={}", egress.display()),
-            ]),
-        ]
-        .concat(),
-        &[],
-        &logs,
-        &pids,
-        true,
-    )?;
+    let apiserver_args = apiserver_args(layout, &pki, &ports);
+    started.push(spawn(layout, "kube-apiserver", &bins.apiserver, &apiserver_args)?);
     let kubectl = Kubectl::new(layout);
     wait_until(
         "kube-apiserver ready",
         Duration::from_secs(180),
-        &[(&etcd, log("etcd")), (&apiserver, log("kube-apiserver"))],
+        &watching(&started),
         || kubectl.readyz(),
     )?;
+    started.extend(start_controllers(layout, bins, &pki)?);
+    bootstrap(&kubectl, &watching(&started))?;
+    write_env_file(layout, bins)?;
+    Ok(())
+}
 
-    let kubeconfig = layout.kubeconfig().display().to_string();
-    let kcm = cluster_proc::spawn(
-        "kube-controller-manager",
-        &bins.controller_manager,
-        &[
-            controller_manager_args(&kubeconfig, &pki),
-            strings(layout.profile.controller_manager_flags()),
-        ]
-        .concat(),
-        &[],
-        &logs,
-        &pids,
-        true,
+/// Fresh state: PKI, etcd data and logs of a previous run are discarded. Writes a new PKI, a
+/// kubeconfig per identity, the apiserver's audit policy and egress configuration and the
+/// profile; returns the PKI and the ports picked.
+fn fresh_state(layout: &Layout) -> anyhow::Result<(ClusterPki, Ports)> {
+    if layout.dir.exists() {
+        std::fs::remove_dir_all(&layout.dir).with_context(|| format!("removing {}", layout.dir.display()))?;
+    }
+    std::fs::create_dir_all(layout.logs())?;
+    let cluster_pki = pki::write_cluster_pki(&layout.pki())?;
+    let ports = proc::free_ports(3)?;
+    let ports = Ports {
+        etcd: ports[0],
+        peer: ports[1],
+        api: ports[2],
+    };
+    for (short, _) in pki::USERS {
+        let config = pki::kubeconfig(ports.api, &cluster_pki, short);
+        pki::write(&layout.kubeconfig_for(short), &config)?;
+    }
+    pki::write(&layout.audit_policy(), config::AUDIT_POLICY)?;
+    pki::write(
+        &layout.egress_selector(),
+        &config::egress_selector(&layout.egress_socket()),
     )?;
-    let scheduler = cluster_proc::spawn(
-        "kube-scheduler",
-        &bins.scheduler,
-        &[
-            strings(&[
-                &format!("--kubeconfig={kubeconfig}"),
-                "--leader-elect=false",
-                "--secure-port=0",
-                "--v=1",
-            ]),
-            strings(layout.profile.scheduler_flags()),
-        ]
-        .concat(),
-        &[],
-        &logs,
-        &pids,
-        true,
-    )?;
-    let kwok = cluster_proc::spawn(
-        "kwok",
-        &bins.kwok,
-        &strings(&[
-            &format!("--kubeconfig={kubeconfig}"),
-            &format!("--config={}", bins.kwok_stages.display()),
-            "--manage-all-nodes=true",
-            "--node-lease-duration-seconds=40",
-            // Fake pod and node IPs on loopback, so even a stray dial stays on this machine.
-            "--cidr=127.1.0.0/16",
-            "--node-ip=127.2.0.1",
+    std::fs::write(layout.profile_file(), layout.profile.name())?;
+    Ok((cluster_pki, ports))
+}
+
+/// Starts a control-plane process in its own process group, recorded in `pids`, with its
+/// output in `logs/<name>.log`; returns it with that log.
+fn spawn(layout: &Layout, name: &str, program: &Path, args: &[String]) -> anyhow::Result<(Proc, PathBuf)> {
+    let logs = layout.logs();
+    let proc = proc::spawn(name, program, args, &[], &logs, &layout.pids(), true)?;
+    Ok((proc, logs.join(format!("{name}.log"))))
+}
+
+/// The started processes as [`wait_until`] watches them.
+fn watching(started: &[(Proc, PathBuf)]) -> Vec<(&Proc, PathBuf)> {
+    started.iter().map(|(proc, log)| (proc, log.clone())).collect()
+}
+
+/// kube-apiserver's flags, with the audit and egress files of `layout`.
+fn apiserver_args(layout: &Layout, pki: &ClusterPki, ports: &Ports) -> Vec<String> {
+    [
+        config::apiserver_args(pki, ports.etcd, ports.api),
+        config::strings(&[
+            &format!("--audit-policy-file={}", layout.audit_policy().display()),
+            &format!("--audit-log-path={}", layout.audit_log().display()),
+            "--audit-log-maxsize=200",
+            "--audit-log-maxbackup=1",
+            &format!(
+                "--egress-selector-config-file={}",
+                layout.egress_selector().display()
+            ),
         ]),
-        &[],
-        &logs,
-        &pids,
-        true,
-    )?;
-    let watched = [
-        (&etcd, log("etcd")),
-        (&apiserver, log("kube-apiserver")),
-        (&kcm, log("kube-controller-manager")),
-        (&scheduler, log("kube-scheduler")),
-        (&kwok, log("kwok")),
-    ];
+    ]
+    .concat()
+}
 
-    kubectl.ok(&["create", "-f", "-"], Some(&bootstrap_objects()))?;
+/// kube-controller-manager, kube-scheduler (both tuned by the layout's profile) and kwok.
+fn start_controllers(
+    layout: &Layout,
+    bins: &Binaries,
+    pki: &ClusterPki,
+) -> anyhow::Result<Vec<(Proc, PathBuf)>> {
+    let kubeconfig = layout.kubeconfig().display().to_string();
+    let profile = layout.profile;
+    let kcm_args = [
+        config::controller_manager_args(&kubeconfig, pki),
+        config::strings(profile.controller_manager_flags()),
+    ]
+    .concat();
+    let scheduler_args = [
+        config::scheduler_args(&kubeconfig),
+        config::strings(profile.scheduler_flags()),
+    ]
+    .concat();
+    Ok(vec![
+        spawn(
+            layout,
+            "kube-controller-manager",
+            &bins.controller_manager,
+            &kcm_args,
+        )?,
+        spawn(layout, "kube-scheduler", &bins.scheduler, &scheduler_args)?,
+        spawn(
+            layout,
+            "kwok",
+            &bins.kwok,
+            &config::kwok_args(&kubeconfig, &bins.kwok_stages),
+        )?,
+    ])
+}
+
+/// Creates the fake nodes and the RuntimeClass, lets the default namespace run privileged pods,
+/// and waits until the nodes are Ready with their capacity and the default ServiceAccount exists.
+fn bootstrap(kubectl: &Kubectl, watched: &[(&Proc, PathBuf)]) -> anyhow::Result<()> {
+    kubectl.ok(&["create", "-f", "-"], Some(&config::bootstrap_objects()))?;
     kubectl.ok(
         &[
             "label",
@@ -534,8 +565,8 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
         None,
     )?;
     let nodes: Vec<&str> = NODES.iter().map(|(n, _)| *n).collect();
-    wait_until("nodes Ready", Duration::from_secs(120), &watched, || {
-        nodes_ready(&kubectl, &nodes)
+    wait_until("nodes Ready", Duration::from_secs(120), watched, || {
+        nodes_ready(kubectl, &nodes)
     })?;
     // Fake capacity (incl. GPUs) large enough for many engines at once; set after kwok's
     // node-initialize stage, which would otherwise fill in its own defaults.
@@ -548,7 +579,7 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
                 "--subresource=status",
                 "--type=merge",
                 "-p",
-                &capacity_patch(gpu),
+                &config::capacity_patch(gpu),
             ],
             None,
         )?;
@@ -556,7 +587,7 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
     wait_until(
         "not-ready taints removed and default ServiceAccount created",
         Duration::from_secs(120),
-        &watched,
+        watched,
         || {
             kubectl
                 .ok(&["get", "nodes", "-o", "jsonpath={.items[*].spec.taints}"], None)
@@ -566,134 +597,7 @@ fn start(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
                     .ok(&["get", "serviceaccount", "default", "-n", "default"], None)
                     .is_ok()
         },
-    )?;
-    write_env_file(layout, bins)?;
-    Ok(())
-}
-
-/// The API server's "cluster" egress (what it dials for Services: service-referenced webhooks,
-/// aggregated APIs) goes through an HTTP CONNECT proxy on a unix socket, the local stand-in for
-/// kube-proxy: `cargo xtask install-test` serves it and routes what the API server dials (a
-/// Service's ClusterIP) to a pod IP in 127.1.0.0/16 (EndpointSlices cannot carry
-/// loopback addresses, so `--enable-aggregator-routing` has nothing to route to). Calls to URL
-/// webhooks (e2e) are "controlplane" egress and stay direct.
-fn egress_selector(socket: &Path) -> String {
-    format!(
-        "apiVersion: apiserver.k8s.io/v1beta1\nkind: EgressSelectorConfiguration\negressSelections:\n\
-         - name: cluster\n  connection:\n    proxyProtocol: HTTPConnect\n    transport:\n      \
-         uds:\n        udsName: {}\n",
-        socket.display()
     )
-}
-
-/// Audits only the product's identities: the client-cert users and the install.yaml
-/// ServiceAccounts e2e runs the processes as (Metadata level, one event per request), so tests can
-/// count the requests the operator or the webhook sends (e.g. behaviour F101).
-const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-  - level: Metadata
-    users:
-      - lmcache-e2e-operator
-      - lmcache-e2e-webhook
-      - system:serviceaccount:lmcache-e2e-system:lmcache-operator-controller
-      - system:serviceaccount:lmcache-e2e-system:lmcache-operator-webhook
-  - level: None
-";
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| a.to_string()).collect()
-}
-
-fn etcd_args(data: &Path, client: u16, peer: u16) -> Vec<String> {
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    strings(&[
-        "--name=e2e",
-        &format!("--data-dir={}", data.display()),
-        &format!("--listen-client-urls={client_url}"),
-        &format!("--advertise-client-urls={client_url}"),
-        &format!("--listen-peer-urls={peer_url}"),
-        &format!("--initial-advertise-peer-urls={peer_url}"),
-        &format!("--initial-cluster=e2e={peer_url}"),
-        "--unsafe-no-fsync=true",
-        "--log-level=warn",
-    ])
-}
-
-fn apiserver_args(pki: &ClusterPki, etcd: u16, port: u16) -> Vec<String> {
-    strings(&[
-        &format!("--etcd-servers=http://127.0.0.1:{etcd}"),
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        // The `kubernetes` Endpoints would carry 127.0.0.1, which Endpoints validation rejects.
-        "--endpoint-reconciler-type=none",
-        &format!("--secure-port={port}"),
-        &format!("--tls-cert-file={}", pki.apiserver_crt.display()),
-        &format!("--tls-private-key-file={}", pki.apiserver_key.display()),
-        &format!("--client-ca-file={}", pki.ca_crt.display()),
-        "--authorization-mode=RBAC",
-        &format!("--service-account-issuer=https://127.0.0.1:{port}"),
-        &format!("--service-account-key-file={}", pki.sa_pub.display()),
-        &format!("--service-account-signing-key-file={}", pki.sa_key.display()),
-        // Never dialled: only ClusterIPs are allocated from it.
-        "--service-cluster-ip-range=10.0.0.0/24",
-        "--allow-privileged=true",
-        // As envtest: no token volumes injected; the serviceaccount controller still creates
-        // `default` ServiceAccounts, and TokenRequest works for RBAC tests.
-        "--disable-admission-plugins=ServiceAccount",
-        "--profiling=false",
-        "--v=1",
-    ])
-}
-
-fn controller_manager_args(kubeconfig: &str, pki: &ClusterPki) -> Vec<String> {
-    strings(&[
-        &format!("--kubeconfig={kubeconfig}"),
-        "--leader-elect=false",
-        "--secure-port=0",
-        // What the product's behaviours rely on, as in a real cluster: pods of a deleted node
-        // are collected (podgc), PodDisruptionBudgets get a status (disruption, for evictions),
-        // Services get EndpointSlices, ResourceQuotas get their usage.
-        "--controllers=daemonset-controller,replicaset-controller,deployment-controller,\
-         garbage-collector-controller,namespace-controller,node-lifecycle-controller,\
-         serviceaccount-controller,pod-garbage-collector-controller,disruption-controller,\
-         endpointslice-controller,resourcequota-controller",
-        &format!("--root-ca-file={}", pki.ca_crt.display()),
-        &format!("--service-account-private-key-file={}", pki.sa_key.display()),
-        "--v=1",
-    ])
-}
-
-/// Nodes, the `nvidia` RuntimeClass, as one YAML list for `kubectl create`.
-fn bootstrap_objects() -> String {
-    let mut items = String::new();
-    for (name, gpu) in NODES {
-        let gpu_label = if gpu {
-            "\n      nvidia.com/gpu.present: \"true\""
-        } else {
-            ""
-        };
-        items.push_str(&format!(
-            "- apiVersion: v1\n  kind: Node\n  metadata:\n    name: {name}\n    labels:\n      \
-             e2e.kwok/fake: \"true\"\n      kubernetes.io/hostname: {name}\n      \
-             kubernetes.io/os: linux\n      kubernetes.io/arch: amd64{gpu_label}\n    \
-             annotations:\n      node.alpha.kubernetes.io/ttl: \"0\"\n      \
-             kwok.x-k8s.io/node: fake\n  spec: {{}}\n"
-        ));
-    }
-    items.push_str(
-        "- apiVersion: node.k8s.io/v1\n  kind: RuntimeClass\n  metadata:\n    name: nvidia\n  \
-         handler: runc\n",
-    );
-    format!("apiVersion: v1\nkind: List\nitems:\n{items}")
-}
-
-fn capacity_patch(gpu: bool) -> String {
-    let gpus = if gpu { r#","nvidia.com/gpu":"8""# } else { "" };
-    let resources = format!(r#"{{"cpu":"1000","memory":"64Ti","pods":"1000"{gpus}}}"#);
-    format!(r#"{{"status":{{"capacity":{resources},"allocatable":{resources}}}}}"#)
 }
 
 fn nodes_ready(kubectl: &Kubectl, nodes: &[&str]) -> bool {
@@ -721,12 +625,12 @@ fn write_env_file(layout: &Layout, bins: &Binaries) -> anyhow::Result<()> {
         bins.kubectl.display(),
         layout.audit_log().display()
     );
-    cluster_pki::write(&layout.env_file(), &content)
+    pki::write(&layout.env_file(), &content)
 }
 
 /// Stops e2e processes, then the cluster (newest first), and removes etcd data. Idempotent.
 pub fn down(layout: &Layout) -> anyhow::Result<()> {
-    let stopped = cluster_proc::stop_all(&layout.e2e_pids())? + cluster_proc::stop_all(&layout.pids())?;
+    let stopped = proc::stop_all(&layout.e2e_pids())? + proc::stop_all(&layout.pids())?;
     for path in [layout.dir.join("etcd"), layout.env_file()] {
         if path.is_dir() {
             std::fs::remove_dir_all(&path)?;
@@ -746,8 +650,8 @@ pub fn down(layout: &Layout) -> anyhow::Result<()> {
 }
 
 fn status(layout: &Layout) -> anyhow::Result<()> {
-    let procs = cluster_proc::read_pids(&layout.pids())?;
-    let e2e = cluster_proc::read_pids(&layout.e2e_pids())?;
+    let procs = proc::read_pids(&layout.pids())?;
+    let e2e = proc::read_pids(&layout.e2e_pids())?;
     if procs.is_empty() && e2e.is_empty() {
         println!(
             "cluster: down (no processes recorded in {})",
@@ -770,41 +674,4 @@ fn status(layout: &Layout) -> anyhow::Result<()> {
         println!("kube-apiserver: not ready");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bootstrap_objects_are_a_yaml_list_of_nodes_and_the_runtime_class() {
-        let list: serde_yaml::Value = serde_yaml::from_str(&bootstrap_objects()).unwrap();
-        let items = list["items"].as_sequence().unwrap();
-        assert_eq!(items.len(), 5);
-        let gpu: Vec<&str> = items
-            .iter()
-            .filter(|i| i["metadata"]["labels"]["nvidia.com/gpu.present"] == "true")
-            .map(|i| i["metadata"]["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(gpu, ["gpu-node-0", "gpu-node-1", "gpu-node-2"]);
-        assert_eq!(items[4]["kind"], "RuntimeClass");
-        assert_eq!(items[4]["handler"], "runc");
-    }
-
-    #[test]
-    fn capacity_patch_is_json_with_gpus_only_on_gpu_nodes() {
-        let gpu: serde_json::Value = serde_json::from_str(&capacity_patch(true)).unwrap();
-        assert_eq!(gpu["status"]["allocatable"]["nvidia.com/gpu"], "8");
-        let cpu: serde_json::Value = serde_json::from_str(&capacity_patch(false)).unwrap();
-        assert!(cpu["status"]["capacity"].get("nvidia.com/gpu").is_none());
-    }
-
-    #[test]
-    fn every_listen_and_advertise_flag_is_loopback() {
-        let pki = ClusterPki::in_dir(Path::new("/p"));
-        let args = [etcd_args(Path::new("/d"), 1, 2), apiserver_args(&pki, 1, 3)].concat();
-        for arg in args.iter().filter(|a| a.contains("://") || a.contains("address")) {
-            assert!(arg.contains("127.0.0.1"), "{arg}");
-        }
-    }
 }

@@ -1,9 +1,9 @@
 //! The bench report: `target/bench/report.json` (everything measured) and `report.md` (the
 //! tables, also printed), with the issue's targets checked.
 
-use crate::bench::Args;
-use crate::bench_converge::Convergence;
-use crate::bench_webhook::WebhookBench;
+use crate::bench::args::Args;
+use crate::bench::converge::Convergence;
+use crate::bench::webhook::WebhookBench;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -104,6 +104,54 @@ fn convergence_md(md: &mut String, c: &Convergence) {
         "## Convergence\n\n{} engines in {} namespaces ({} pods each), concurrency {}\n",
         c.engines, c.namespaces, c.instances_per_engine, c.concurrency
     );
+    convergence_table(md, c);
+    md.push('\n');
+    let _ = writeln!(
+        md,
+        "Status writes per engine while converging: {:.2}; operator CPU while converging: {:.1} s\n",
+        c.status_writes_per_engine, c.operator.cpu_s
+    );
+    if !c.operator_writes.is_empty() {
+        let list: Vec<String> = c
+            .operator_writes
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:.0}"))
+            .collect();
+        let _ = writeln!(md, "Operator writes while converging: {}\n", list.join(", "));
+    }
+    let _ = writeln!(
+        md,
+        "## Steady state\n\n{:.0} operator writes in the {} s after convergence{}\n",
+        c.steady.writes,
+        c.steady.seconds,
+        if c.steady.by_resource.is_empty() {
+            String::new()
+        } else {
+            format!(" ({:?})", c.steady.by_resource)
+        }
+    );
+    operator_memory_md(md, c);
+    if let Some(ch) = &c.change {
+        let _ = writeln!(
+            md,
+            "## Change latency under load\n\nOperator restarted with {} engines converged; from its spawn, every engine \
+             was reconciled after {:.2} s; {} spec changes from the spawn on, one per 100 ms ({} before the resync \
+             ended), PATCH answered → DaemonSet generation seen\n\n\
+             | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) |\n|---:|---:|---:|---:|\n| {:.0} | {:.0} | {:.0} | {:.0} |\n",
+            ch.engines,
+            ch.resync_s,
+            ch.changes,
+            ch.during_resync,
+            ch.latency.p50_ms,
+            ch.latency.p95_ms,
+            ch.latency.p99_ms,
+            ch.latency.max_ms
+        );
+    }
+}
+
+/// The floor's and the operator's timings side by side (no floor row without a floor).
+fn convergence_table(md: &mut String, c: &Convergence) {
     let _ = writeln!(
         md,
         "| | children applied (s) | all Running (s) | median engine (s) | creates done (s) | writes |"
@@ -132,31 +180,9 @@ fn convergence_md(md: &mut String, c: &Convergence) {
             c.applied_ratio, c.ratio
         );
     }
-    md.push('\n');
-    let _ = writeln!(
-        md,
-        "Status writes per engine while converging: {:.2}; operator CPU while converging: {:.1} s\n",
-        c.status_writes_per_engine, c.operator.cpu_s
-    );
-    if !c.operator_writes.is_empty() {
-        let list: Vec<String> = c
-            .operator_writes
-            .iter()
-            .map(|(k, v)| format!("{k}: {v:.0}"))
-            .collect();
-        let _ = writeln!(md, "Operator writes while converging: {}\n", list.join(", "));
-    }
-    let _ = writeln!(
-        md,
-        "## Steady state\n\n{:.0} operator writes in the {} s after convergence{}\n",
-        c.steady.writes,
-        c.steady.seconds,
-        if c.steady.by_resource.is_empty() {
-            String::new()
-        } else {
-            format!(" ({:?})", c.steady.by_resource)
-        }
-    );
+}
+
+fn operator_memory_md(md: &mut String, c: &Convergence) {
     let _ = writeln!(
         md,
         "## Operator memory\n\n| state | RSS (MiB) | peak (MiB) |\n|---|---:|---:|"
@@ -187,23 +213,6 @@ fn convergence_md(md: &mut String, c: &Convergence) {
         );
     }
     md.push('\n');
-    if let Some(ch) = &c.change {
-        let _ = writeln!(
-            md,
-            "## Change latency under load\n\nOperator restarted with {} engines converged; from its spawn, every engine \
-             was reconciled after {:.2} s; {} spec changes from the spawn on, one per 100 ms ({} before the resync \
-             ended), PATCH answered → DaemonSet generation seen\n\n\
-             | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) |\n|---:|---:|---:|---:|\n| {:.0} | {:.0} | {:.0} | {:.0} |\n",
-            ch.engines,
-            ch.resync_s,
-            ch.changes,
-            ch.during_resync,
-            ch.latency.p50_ms,
-            ch.latency.p95_ms,
-            ch.latency.p99_ms,
-            ch.latency.max_ms
-        );
-    }
 }
 
 fn webhook_md(md: &mut String, w: &WebhookBench) {
@@ -250,23 +259,20 @@ fn webhook_md(md: &mut String, w: &WebhookBench) {
 
 /// One line per target: met, missed, or not measured.
 pub fn targets(report: &Report) -> Vec<(String, Option<bool>)> {
-    let c = report.convergence.as_ref();
-    let handler_p99 = report.webhook.as_ref().and_then(|w| {
-        w.steps
-            .iter()
-            .find(|s| s.rate == TARGET_HANDLER_RATE)
-            .and_then(|s| s.webhook.in_handler)
-            .map(|h| h.p99_ms)
-    });
-    let fleet = c.and_then(fleet_memory);
+    let mut lines = convergence_targets(report.convergence.as_ref());
+    lines.extend(latency_and_memory_targets(report));
+    lines
+}
+
+/// `v` with two decimals and `unit`, or `-` when not measured.
+fn show(v: Option<f64>, unit: &str) -> String {
+    v.map_or("-".into(), |v| format!("{v:.2}{unit}"))
+}
+
+fn convergence_targets(c: Option<&Convergence>) -> Vec<(String, Option<bool>)> {
     // Without the floor (`--skip-floor`) there is no ratio.
     let floored = c.filter(|c| c.floor.total_s > 0.0);
     let change_p99 = c.and_then(|c| c.change.as_ref()).map(|ch| ch.latency.p99_ms);
-    let webhook = report
-        .webhook
-        .as_ref()
-        .filter(|w| w.cached_engines >= (2 * TARGET_FLEET) as f64);
-    let show = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.2}{unit}"));
     vec![
         (
             format!(
@@ -303,6 +309,24 @@ pub fn targets(report: &Report) -> Vec<(String, Option<bool>)> {
             ),
             change_p99.map(|v| v <= TARGET_CHANGE_P99_MS),
         ),
+    ]
+}
+
+fn latency_and_memory_targets(report: &Report) -> Vec<(String, Option<bool>)> {
+    let c = report.convergence.as_ref();
+    let handler_p99 = report.webhook.as_ref().and_then(|w| {
+        w.steps
+            .iter()
+            .find(|s| s.rate == TARGET_HANDLER_RATE)
+            .and_then(|s| s.webhook.in_handler)
+            .map(|h| h.p99_ms)
+    });
+    let fleet = c.and_then(fleet_memory);
+    let webhook = report
+        .webhook
+        .as_ref()
+        .filter(|w| w.cached_engines >= (2 * TARGET_FLEET) as f64);
+    vec![
         (
             format!(
                 "webhook in-handler p99 ≤ {TARGET_HANDLER_P99_MS} ms at {TARGET_HANDLER_RATE}/s: {}",
@@ -364,10 +388,10 @@ fn targets_md(md: &mut String, report: &Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench_change::ChangeLatency;
-    use crate::bench_converge::{OperatorMemory, Scaled, Steady, Timing};
-    use crate::bench_stats::{Memory, Quantiles};
-    use crate::bench_webhook::{HandlerLatency, Side, Step};
+    use crate::bench::change::ChangeLatency;
+    use crate::bench::converge::{OperatorMemory, Scaled, Steady, Timing};
+    use crate::bench::stats::{Memory, Quantiles};
+    use crate::bench::webhook::{HandlerLatency, Side, Step};
     use clap::Parser;
     use std::collections::BTreeMap;
 
@@ -421,15 +445,16 @@ mod tests {
         assert!(a.skip_webhook && !a.skip_convergence);
     }
 
-    #[test]
-    fn targets_are_judged_and_rendered() {
-        let mut report = Report::new(&args(&[]));
-        assert!(targets(&report).iter().all(|(_, met)| met.is_none()));
-        let mem = |rss_mib| Memory {
+    fn mem(rss_mib: f64) -> Memory {
+        Memory {
             rss_mib,
             peak_mib: rss_mib,
-        };
-        report.convergence = Some(Convergence {
+        }
+    }
+
+    /// A convergence phase that meets some targets and misses others.
+    fn convergence() -> Convergence {
+        Convergence {
             engines: 300,
             namespaces: 30,
             concurrency: 4,
@@ -481,8 +506,11 @@ mod tests {
                 },
                 restarted_memory: mem(30.0),
             }),
-        });
-        report.webhook = Some(WebhookBench {
+        }
+    }
+
+    fn webhook_bench() -> WebhookBench {
+        WebhookBench {
             step_seconds: 15,
             cached_engines: 2001.0,
             steps: vec![Step {
@@ -496,7 +524,15 @@ mod tests {
             webhook_loaded_rss_mib: 12.0,
             floor_idle: mem(5.0),
             floor_loaded_rss_mib: 6.0,
-        });
+        }
+    }
+
+    #[test]
+    fn targets_are_judged_and_rendered() {
+        let mut report = Report::new(&args(&[]));
+        assert!(targets(&report).iter().all(|(_, met)| met.is_none()));
+        report.convergence = Some(convergence());
+        report.webhook = Some(webhook_bench());
         let met: Vec<Option<bool>> = targets(&report).into_iter().map(|(_, m)| m).collect();
         // applied, Running, status writes, steady, change, handler, fleet RSS, idle, webhook.
         assert_eq!(

@@ -7,8 +7,8 @@
 //! the local-process setup (audit log, loopback webhook URL, fast ServiceMonitor recheck, kwok
 //! fake nodes) are skipped; docs/e2e.md lists them.
 
-use crate::cluster_proc;
-use crate::image;
+use crate::cluster::proc;
+use crate::release::image;
 use crate::util::{root, run as sh, run_env};
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -45,6 +45,33 @@ pub fn run(test_args: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let kubeconfig = dir.join("kubeconfig");
     let kc = kubeconfig.display().to_string();
+    create_cluster(&kc)?;
+    for built in image::run(false)? {
+        sh(
+            "kind",
+            &[
+                "load",
+                "image-archive",
+                &built.archive.display().to_string(),
+                "--name",
+                CLUSTER,
+            ],
+        )?;
+    }
+    install(&kc)?;
+    // Metrics and health ports reach the tests through kubectl port-forward on 127.0.0.1.
+    let pids = dir.join("port-forward-pids");
+    let ports = port_forward(&kc, &dir, &pids)?;
+    let kubectl_bin = which("kubectl")?;
+    let result = run_tests(&kc, &kubectl_bin, &ports, test_args);
+    let stopped = proc::stop_all(&pids);
+    eprintln!("[e2e --kind] kind cluster {CLUSTER} kept; delete with `kind delete cluster --name {CLUSTER}`");
+    result?;
+    stopped.map(|_| ())
+}
+
+/// Creates the kind cluster, or writes the kubeconfig of the existing one to `kc`.
+fn create_cluster(kc: &str) -> anyhow::Result<()> {
     let clusters = Command::new("kind").args(["get", "clusters"]).output()?;
     if !String::from_utf8_lossy(&clusters.stdout)
         .lines()
@@ -58,31 +85,23 @@ pub fn run(test_args: &[String]) -> anyhow::Result<()> {
                 "--name",
                 CLUSTER,
                 "--kubeconfig",
-                &kc,
+                kc,
                 "--wait",
                 "120s",
             ],
-        )?;
+        )
     } else {
         sh(
             "kind",
-            &["export", "kubeconfig", "--name", CLUSTER, "--kubeconfig", &kc],
-        )?;
+            &["export", "kubeconfig", "--name", CLUSTER, "--kubeconfig", kc],
+        )
     }
-    for built in image::run(false)? {
-        sh(
-            "kind",
-            &[
-                "load",
-                "image-archive",
-                &built.archive.display().to_string(),
-                "--name",
-                CLUSTER,
-            ],
-        )?;
-    }
+}
+
+/// Applies install.yaml and waits for both Deployments.
+fn install(kc: &str) -> anyhow::Result<()> {
     let kubectl = |args: &[&str]| -> anyhow::Result<()> {
-        let mut all = vec!["--kubeconfig", kc.as_str()];
+        let mut all = vec!["--kubeconfig", kc];
         all.extend_from_slice(args);
         sh("kubectl", &all)
     };
@@ -98,17 +117,20 @@ pub fn run(test_args: &[String]) -> anyhow::Result<()> {
             "--timeout=300s",
         ])?;
     }
+    Ok(())
+}
 
-    // Metrics and health ports reach the tests through kubectl port-forward on 127.0.0.1.
-    let pids = dir.join("port-forward-pids");
-    cluster_proc::stop_all(&pids)?;
-    let ports = cluster_proc::free_ports(4)?;
+/// Port-forwards (recorded in `pids`) of the operator's and the webhook's metrics and health
+/// ports; returns the local ports: operator metrics, health, webhook metrics, health.
+fn port_forward(kc: &str, dir: &Path, pids: &Path) -> anyhow::Result<Vec<u16>> {
+    proc::stop_all(pids)?;
+    let ports = proc::free_ports(4)?;
     let logs = dir.join("logs");
     for (deployment, metrics, health) in [
         ("lmcache-operator-controller", ports[0], ports[1]),
         ("lmcache-operator-webhook", ports[2], ports[3]),
     ] {
-        cluster_proc::spawn(
+        proc::spawn(
             &format!("port-forward-{deployment}"),
             Path::new("kubectl"),
             &[
@@ -123,16 +145,19 @@ pub fn run(test_args: &[String]) -> anyhow::Result<()> {
             ],
             &[],
             &logs,
-            &pids,
+            pids,
             false,
         )?;
     }
     std::thread::sleep(std::time::Duration::from_secs(3));
+    Ok(ports)
+}
 
-    let kubectl_bin = which("kubectl")?;
+/// The e2e test binaries against the kind cluster, without the [`SKIPPED`] tests.
+fn run_tests(kc: &str, kubectl_bin: &Path, ports: &[u16], test_args: &[String]) -> anyhow::Result<()> {
     let addr = |port: u16| format!("127.0.0.1:{port}");
     let env = [
-        ("LMCACHE_E2E_KUBECONFIG", kc.clone()),
+        ("LMCACHE_E2E_KUBECONFIG", kc.to_string()),
         ("LMCACHE_E2E_KUBECTL", kubectl_bin.display().to_string()),
         ("LMCACHE_E2E_OPERATOR_NAMESPACE", NAMESPACE.to_string()),
         ("LMCACHE_E2E_OPERATOR_METRICS", addr(ports[0])),
@@ -159,11 +184,7 @@ pub fn run(test_args: &[String]) -> anyhow::Result<()> {
     }
     test.extend(test_args.iter().map(String::as_str));
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let result = run_env("cargo", &test, &env_refs);
-    let stopped = cluster_proc::stop_all(&pids);
-    eprintln!("[e2e --kind] kind cluster {CLUSTER} kept; delete with `kind delete cluster --name {CLUSTER}`");
-    result?;
-    stopped.map(|_| ())
+    run_env("cargo", &test, &env_refs)
 }
 
 fn which(program: &str) -> anyhow::Result<PathBuf> {

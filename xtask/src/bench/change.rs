@@ -4,11 +4,12 @@
 //! to the PATCH until the engine's DaemonSet has a new generation (seen by a watch). The first
 //! changes therefore include the restart itself (process start, the initial lists).
 
-use crate::bench::{self, Admin, Paths};
-use crate::bench_children::Generations;
-use crate::bench_kube::{engine_key, engine_resource};
-use crate::bench_stats::{Memory, Quantiles, Sample, sum};
-use crate::cluster_proc::Proc;
+use crate::bench::children::Generations;
+use crate::bench::engines::engine_key;
+use crate::bench::phase::{self, Admin, Paths};
+use crate::bench::stats::{Memory, Quantiles, Sample, sum};
+use crate::cluster::client::engine_resource;
+use crate::cluster::proc::Proc;
 use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
@@ -37,7 +38,7 @@ pub struct ChangeLatency {
     pub restarted_memory: Memory,
 }
 
-/// Starts an operator with `args` (as [`bench::spawn`]), runs the phase on the `engines`
+/// Starts an operator with `args` (as [`phase::spawn`]), runs the phase on the `engines`
 /// engines `0..engines` of `phase`, and stops it.
 pub async fn run(
     client: &Client,
@@ -62,7 +63,7 @@ pub async fn run(
         spawned,
     )
     .await;
-    bench::stop(operator).await;
+    phase::stop(operator).await;
     result
 }
 
@@ -102,7 +103,7 @@ async fn measure(
             anyhow::Ok((sent, seen.saturating_duration_since(sent)))
         });
     }
-    bench::wait_ready(paths, operator, admin.health).await?;
+    phase::wait_ready(paths, operator, admin.health).await?;
     let results: Vec<anyhow::Result<(Instant, Duration)>> = futures::stream::iter(pending)
         .buffer_unordered(CHANGES)
         .collect()
@@ -135,7 +136,7 @@ async fn resync_done(metrics: std::net::SocketAddr, engines: f64) -> anyhow::Res
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         // Until the restarted process listens, a scrape fails: keep asking.
-        let samples: Vec<Sample> = bench::scrape(metrics).await.unwrap_or_default();
+        let samples: Vec<Sample> = phase::scrape(metrics).await.unwrap_or_default();
         if sum(&samples, RECONCILES, &[("kind", "LMCacheEngine")]) >= engines {
             return Ok(Instant::now());
         }

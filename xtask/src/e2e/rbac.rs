@@ -5,7 +5,7 @@
 //! webhook run with exactly the verbs install.yaml grants: a missing verb fails the tests.
 
 use crate::cluster::{Kubectl, Layout};
-use crate::manifests::{self, Vars};
+use crate::release::manifests::{self, Vars};
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 
@@ -87,7 +87,7 @@ pub fn token_kubeconfig(
     let ca = layout.pki().join("ca.crt");
     let text = kubeconfig(server.trim(), &ca.display().to_string(), sa, token);
     let path = layout.dir.join(format!("kubeconfig-sa-{sa}"));
-    crate::cluster_pki::write(&path, &text)?;
+    crate::cluster::pki::write(&path, &text)?;
     Ok(path)
 }
 
@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn the_token_kubeconfig_uses_the_token_and_no_client_certificate() {
         let text = kubeconfig("https://127.0.0.1:6443", "/pki/ca.crt", "sa", "TOKEN");
-        let value: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(value["users"][0]["user"]["token"], "TOKEN");
         assert_eq!(
             value["clusters"][0]["cluster"]["server"],

@@ -1,48 +1,22 @@
-//! The bench's view of the cluster: a client, its namespaces and engines, and the observer that
+//! The bench's engines on the cluster: its namespaces and engines, and the observer that
 //! timestamps when each engine reports `Running` with every instance ready.
 
+use crate::cluster::client::engine_resource;
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use lmcache_api::constants::{API_VERSION, KIND_ENGINE, phases};
-use lmcache_api::v1alpha1::LMCacheEngine;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Label on every namespace and engine the bench creates (value: the phase).
 pub const BENCH_LABEL: &str = "lmcache.ai/bench";
-
-/// A client for the local cluster; refuses any API server outside 127.0.0.0/8.
-pub async fn connect(kubeconfig: &Path) -> anyhow::Result<Client> {
-    let file =
-        Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?;
-    let host = config.cluster_url.host().unwrap_or_default();
-    let loopback = host
-        .trim_matches(|c| c == '[' || c == ']')
-        .parse::<IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        bail!(
-            "{} points at {host}: the bench only talks to 127.0.0.0/8",
-            kubeconfig.display()
-        );
-    }
-    Ok(Client::try_from(config)?)
-}
-
-pub fn engine_resource() -> ApiResource {
-    ApiResource::erase::<LMCacheEngine>(&())
-}
 
 /// Namespace `i` of a phase.
 pub fn namespace_name(phase: &str, i: usize) -> String {

@@ -5,7 +5,7 @@
 //! convergence check, no events, no intermediate statuses).
 
 use anyhow::Context;
-use futures::channel::mpsc::UnboundedReceiver;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use lmcache_api::constants::{conditions, labels, phases, reasons};
@@ -21,6 +21,7 @@ use lmcache_api::v1alpha1::{Endpoint, EngineStatus};
 use lmcache_manifest_renderer::RenderContext;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -54,6 +55,9 @@ struct Shared {
     namespace_prefix: String,
 }
 
+/// The keys of engines whose status is due, from the child applies and the DaemonSet watch.
+type StatusQueue = UnboundedSender<(String, String)>;
+
 /// Runs the floor for the engines arriving on `engines` (stored objects, with UIDs) until
 /// `expected` statuses are written. `concurrency` requests-in-flight slots are shared by the
 /// child applies and the status writes, as the operator's reconcile slots are.
@@ -77,72 +81,16 @@ pub async fn run(
         writes: FloorWrites::default(),
         namespace_prefix: namespace_prefix.to_string(),
     });
-
-    let pod_watch = reflector::reflector(
-        pod_writer,
-        watcher(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default().labels(&selector),
-        ),
-    )
-    .default_backoff()
-    .for_each(|_| async {});
-    let pod_task = tokio::spawn(pod_watch);
-
+    let pod_task = tokio::spawn(watch_pods(&client, pod_writer, &selector));
     let (status_tx, status_rx) = futures::channel::mpsc::unbounded::<(String, String)>();
-    let ds_shared = shared.clone();
-    let ds_status_tx = status_tx.clone();
-    let ds_watch = reflector::reflector(
+    let ds_task = tokio::spawn(watch_daemon_sets(
+        shared.clone(),
         ds_writer,
-        watcher(
-            Api::<DaemonSet>::all(client.clone()),
-            watcher::Config::default().labels(&selector),
-        ),
-    )
-    .default_backoff()
-    .applied_objects()
-    .for_each(move |ds| {
-        if let Ok(ds) = ds {
-            let key = (ds.namespace().unwrap_or_default(), ds.name_any());
-            if ds_shared.ready_to_report(&key) {
-                let _ = ds_status_tx.unbounded_send(key);
-            }
-        }
-        async {}
-    });
-    let ds_task = tokio::spawn(ds_watch);
-
-    let apply_shared = shared.clone();
-    let apply_status_tx = status_tx.clone();
-    let mut applies = tokio::spawn(async move {
-        engines
-            .map(|raw| {
-                let shared = apply_shared.clone();
-                let tx = apply_status_tx.clone();
-                async move {
-                    let key = shared.apply_children(&raw).await?;
-                    if shared.ready_to_report(&key) {
-                        let _ = tx.unbounded_send(key);
-                    }
-                    anyhow::Ok(())
-                }
-            })
-            // Every engine may queue; the semaphore admits `concurrency` at a time.
-            .buffer_unordered(expected.max(1))
-            .try_collect::<Vec<()>>()
-            .await
-    });
-
-    let status_shared = shared.clone();
-    let statuses = status_rx
-        .map(|key| {
-            let shared = status_shared.clone();
-            async move { shared.write_status(&key).await }
-        })
-        .buffer_unordered(expected.max(1))
-        .try_filter(|wrote| futures::future::ready(*wrote))
-        .take(expected)
-        .try_collect::<Vec<bool>>();
+        &selector,
+        status_tx.clone(),
+    ));
+    let mut applies = tokio::spawn(apply_all(shared.clone(), engines, expected, status_tx.clone()));
+    let statuses = write_statuses(shared.clone(), status_rx, expected);
     tokio::pin!(statuses);
     // A failed apply means some statuses never come: stop at once instead of waiting.
     let result = tokio::select! {
@@ -162,6 +110,91 @@ pub async fn run(
         child_applies: shared.writes.child_applies.load(Ordering::Relaxed),
         status_writes: shared.writes.status_writes.load(Ordering::Relaxed),
     })
+}
+
+/// Keeps the pod store current (the endpoints of the statuses).
+fn watch_pods(client: &Client, writer: Writer<Pod>, selector: &str) -> impl Future<Output = ()> + use<> {
+    reflector::reflector(
+        writer,
+        watcher(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default().labels(selector),
+        ),
+    )
+    .default_backoff()
+    .for_each(|_| async {})
+}
+
+/// Keeps the DaemonSet store current and queues the status of every engine a change makes
+/// ready to report.
+fn watch_daemon_sets(
+    shared: Arc<Shared>,
+    writer: Writer<DaemonSet>,
+    selector: &str,
+    status_tx: StatusQueue,
+) -> impl Future<Output = ()> + use<> {
+    reflector::reflector(
+        writer,
+        watcher(
+            Api::<DaemonSet>::all(shared.client.clone()),
+            watcher::Config::default().labels(selector),
+        ),
+    )
+    .default_backoff()
+    .applied_objects()
+    .for_each(move |ds| {
+        if let Ok(ds) = ds {
+            let key = (ds.namespace().unwrap_or_default(), ds.name_any());
+            if shared.ready_to_report(&key) {
+                let _ = status_tx.unbounded_send(key);
+            }
+        }
+        async {}
+    })
+}
+
+/// Applies the children of every engine as it arrives (each waits for a slot) and queues its
+/// status if its DaemonSet is already ready.
+async fn apply_all(
+    shared: Arc<Shared>,
+    engines: UnboundedReceiver<Value>,
+    expected: usize,
+    status_tx: StatusQueue,
+) -> anyhow::Result<Vec<()>> {
+    engines
+        .map(|raw| {
+            let shared = shared.clone();
+            let tx = status_tx.clone();
+            async move {
+                let key = shared.apply_children(&raw).await?;
+                if shared.ready_to_report(&key) {
+                    let _ = tx.unbounded_send(key);
+                }
+                anyhow::Ok(())
+            }
+        })
+        // Every engine may queue; the semaphore admits `concurrency` at a time.
+        .buffer_unordered(expected.max(1))
+        .try_collect::<Vec<()>>()
+        .await
+}
+
+/// Writes the queued statuses until `expected` are written.
+async fn write_statuses(
+    shared: Arc<Shared>,
+    queue: UnboundedReceiver<(String, String)>,
+    expected: usize,
+) -> anyhow::Result<Vec<bool>> {
+    queue
+        .map(|key| {
+            let shared = shared.clone();
+            async move { shared.write_status(&key).await }
+        })
+        .buffer_unordered(expected.max(1))
+        .try_filter(|wrote| futures::future::ready(*wrote))
+        .take(expected)
+        .try_collect::<Vec<bool>>()
+        .await
 }
 
 /// Counts of the floor's writes.
@@ -280,7 +313,7 @@ impl Shared {
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.client.clone(),
             namespace,
-            &crate::bench_kube::engine_resource(),
+            &crate::cluster::client::engine_resource(),
         );
         let _permit = self.permits.acquire().await?;
         api.patch_status(
@@ -375,7 +408,10 @@ mod tests {
     fn running_status_matches_the_operator_wording() {
         let status = running_status(3, 3, vec![], 1, &now());
         let value = serde_json::to_value(&status).unwrap();
-        assert!(crate::bench_kube::is_converged(&json!({ "status": value }), 3));
+        assert!(crate::bench::engines::is_converged(
+            &json!({ "status": value }),
+            3
+        ));
         let conds = status.conditions.unwrap();
         let types: Vec<&str> = conds.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(

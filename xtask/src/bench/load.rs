@@ -232,7 +232,7 @@ pub async fn wait_listening(addr: SocketAddr, timeout: Duration) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster_pki::{self, Ca};
+    use crate::cluster::pki::{self, Ca};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn load_generator_against_the_floor_server_over_h2() {
@@ -241,8 +241,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let ca = Ca::new("bench-test-ca").unwrap();
         let (crt, key) = ca.serving("bench-floor").unwrap();
-        cluster_pki::write(&dir.join("tls.crt"), &crt).unwrap();
-        cluster_pki::write(&dir.join("tls.key"), &key).unwrap();
+        pki::write(&dir.join("tls.crt"), &crt).unwrap();
+        pki::write(&dir.join("tls.key"), &key).unwrap();
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(run_floor_server(listener, server_config(&dir).unwrap()));
