@@ -852,7 +852,7 @@ fn lenient_decode_keeps_what_the_api_server_would() {
     assert_eq!(engine.spec.engine.server.port, 6555);
     assert_eq!(engine.spec.engine.server.max_workers, 1);
     assert!(engine.spec.engine.prometheus.enabled);
-    let limits = engine.spec.engine.resource_overrides.unwrap().limits.unwrap();
+    let limits = engine.spec.engine.pod.resource_overrides.unwrap().limits.unwrap();
     assert_eq!(limits["cpu"].0, "2");
     // A coordinator without spec gets every default (the schema's `spec: {}` default).
     let coordinator = decode_coordinator(&json!({"apiVersion": GROUP, "kind": "LMCacheCoordinator",
