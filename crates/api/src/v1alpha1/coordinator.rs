@@ -1,7 +1,8 @@
 //! `LMCacheCoordinator`: the fleet-wide LMCache coordinator HTTP service.
 
 use super::common::{
-    ImageSpec, LogLevel, default_interval, default_metrics_port, default_true, positive, unit_fraction,
+    ImageSpec, LogLevel, PrometheusDuration, default_interval, default_metrics_port, default_true, positive,
+    unit_fraction,
 };
 use super::engine::{HashAlgorithm, NAME_RULE, NAME_RULE_MESSAGE};
 use super::pod::PodConfig;
@@ -221,12 +222,7 @@ pub struct CoordinatorServiceMonitor {
     pub enabled: bool,
     /// Scrape interval.
     #[serde(default = "default_interval")]
-    #[garde(
-        length(min = 1),
-        pattern(
-            r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
-        )
-    )]
+    #[garde(length(min = 1), pattern(PrometheusDuration))]
     pub interval: String,
 }
 

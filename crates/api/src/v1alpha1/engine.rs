@@ -1,7 +1,8 @@
 //! `LMCacheEngine`: a DaemonSet of LMCache MP servers, one per matching GPU node.
 
 use super::common::{
-    ImageSpec, LogLevel, default_interval, default_metrics_port, default_true, positive, unit_fraction,
+    ImageSpec, LogLevel, PrometheusDuration, default_interval, default_metrics_port, default_true, positive,
+    unit_fraction,
 };
 use super::pod::PodConfig;
 use super::schema;
@@ -373,12 +374,7 @@ pub struct ServiceMonitorConfig {
     pub enabled: bool,
     /// Scrape interval.
     #[serde(default = "default_interval")]
-    #[garde(
-        length(min = 1),
-        pattern(
-            r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
-        )
-    )]
+    #[garde(length(min = 1), pattern(PrometheusDuration))]
     pub interval: String,
     /// Extra labels on the ServiceMonitor (e.g. `release: kube-prometheus-stack`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
