@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheCoordinator, LMCacheEngine};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -25,11 +25,9 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The non-empty documents of a YAML stream.
 fn documents(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
+    serde_saphyr::from_multiple(text).unwrap()
 }
 
 /// The object read as `T` and written back; reading and writing the result again changes

@@ -1033,10 +1033,8 @@ spec:
 
 #[test]
 fn spec_section_9_examples_decode_and_validate() {
-    use serde::Deserialize;
     let mut seen = 0;
-    for doc in serde_yaml::Deserializer::from_str(SPEC_EXAMPLES) {
-        let obj = serde_json::to_value(Value::deserialize(doc).unwrap()).unwrap();
+    for obj in serde_saphyr::from_multiple::<Value>(SPEC_EXAMPLES).unwrap() {
         let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
         let spec = obj["spec"].clone();
         match obj["kind"].as_str().unwrap() {
