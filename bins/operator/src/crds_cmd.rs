@@ -1,11 +1,11 @@
 //! `lmcache-operator crds`: the three CRDs as one multi-document YAML stream.
 
 /// The CRDs, `---`-separated, in install order.
-pub fn render() -> Result<String, serde_yaml::Error> {
+pub fn render() -> Result<String, lmcache_manifest_renderer::RenderError> {
     let mut out = String::new();
     for crd in lmcache_api::crds() {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd)?);
+        out.push_str(&lmcache_manifest_renderer::yaml::to_string(&crd)?);
     }
     Ok(out)
 }

@@ -109,55 +109,56 @@ pub trait EngineKind:
     fn repair_missed(&self) -> bool;
 }
 
-impl EngineKind for LMCacheEngine {
-    const ENGINE_KIND: Kind = Kind::Engine;
-    fn engine(&self) -> &EngineSpec {
-        &self.spec.engine
-    }
-    fn engine_status(&self) -> Option<&EngineStatus> {
-        self.status.as_ref()
-    }
-    fn decode_engine(raw: &Value) -> Result<Self, Vec<lmcache_validation::FieldError>> {
-        lmcache_validation::decode_engine(raw)
-    }
-    fn validate_engine(&self) -> Result<(), Vec<lmcache_validation::FieldError>> {
-        lmcache_validation::validate_engine(name_of(self), &self.spec)
-    }
-    fn render(&self, ctx: &RenderContext<'_>) -> Result<EngineChildren, RenderError> {
-        render_engine(self, ctx)
-    }
-    fn engine_store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
-        &stores.engines
-    }
-    fn repair_missed(&self) -> bool {
-        self.spec.injection.as_ref().is_some_and(|i| i.repair_missed)
-    }
+/// The two [`EngineKind`] impls: the kinds differ in these names only (their specs name
+/// `engine`, `status` and `injection.repairMissed` alike, with different types).
+macro_rules! engine_kind {
+    ($engine:ty, $kind:expr, $decode:path, $validate:path, $render:path, $store:ident) => {
+        impl EngineKind for $engine {
+            const ENGINE_KIND: Kind = $kind;
+            fn engine(&self) -> &EngineSpec {
+                &self.spec.engine
+            }
+            fn engine_status(&self) -> Option<&EngineStatus> {
+                self.status.as_ref()
+            }
+            fn decode_engine(raw: &Value) -> Result<Self, Vec<lmcache_validation::FieldError>> {
+                $decode(raw)
+            }
+            fn validate_engine(&self) -> Result<(), Vec<lmcache_validation::FieldError>> {
+                $validate(name_of(self), &self.spec)
+            }
+            fn render(&self, ctx: &RenderContext<'_>) -> Result<EngineChildren, RenderError> {
+                $render(self, ctx)
+            }
+            fn engine_store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
+                &stores.$store
+            }
+            fn repair_missed(&self) -> bool {
+                self.spec
+                    .injection
+                    .as_ref()
+                    .is_some_and(|i| i.repair_missed)
+            }
+        }
+    };
 }
 
-impl EngineKind for CacheBlendEngine {
-    const ENGINE_KIND: Kind = Kind::BlendEngine;
-    fn engine(&self) -> &EngineSpec {
-        &self.spec.engine
-    }
-    fn engine_status(&self) -> Option<&EngineStatus> {
-        self.status.as_ref()
-    }
-    fn decode_engine(raw: &Value) -> Result<Self, Vec<lmcache_validation::FieldError>> {
-        lmcache_validation::decode_blend_engine(raw)
-    }
-    fn validate_engine(&self) -> Result<(), Vec<lmcache_validation::FieldError>> {
-        lmcache_validation::validate_blend_engine(name_of(self), &self.spec)
-    }
-    fn render(&self, ctx: &RenderContext<'_>) -> Result<EngineChildren, RenderError> {
-        render_blend_engine(self, ctx)
-    }
-    fn engine_store(stores: &Stores) -> &Store<DeserializeGuard<Self>> {
-        &stores.blend_engines
-    }
-    fn repair_missed(&self) -> bool {
-        self.spec.injection.as_ref().is_some_and(|i| i.repair_missed)
-    }
-}
+engine_kind!(
+    LMCacheEngine,
+    Kind::Engine,
+    lmcache_validation::decode_engine,
+    lmcache_validation::validate_engine,
+    render_engine,
+    engines
+);
+engine_kind!(
+    CacheBlendEngine,
+    Kind::BlendEngine,
+    lmcache_validation::decode_blend_engine,
+    lmcache_validation::validate_blend_engine,
+    render_blend_engine,
+    blend_engines
+);
 
 impl<E: EngineKind> Primary for E {
     const KIND: Kind = E::ENGINE_KIND;

@@ -81,7 +81,8 @@ impl AdminServer {
         })
     }
 
-    /// The bound addresses (useful with port 0).
+    /// The bound addresses (the tests bind port 0).
+    #[cfg(test)]
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()

@@ -52,11 +52,6 @@ impl Readiness {
         self.inner.draining.store(true, Ordering::SeqCst);
     }
 
-    /// Whether every gate is open and the process is not draining.
-    pub fn is_ready(&self) -> bool {
-        self.not_ready_reasons().is_empty()
-    }
-
     /// Why the process is not ready (`draining`, then the names of closed gates).
     pub fn not_ready_reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
@@ -79,11 +74,6 @@ impl ReadyGate {
     pub fn set(&self, open: bool) {
         self.gate.open.store(open, Ordering::SeqCst);
     }
-
-    /// Whether the gate is open.
-    pub fn is_open(&self) -> bool {
-        self.gate.open.load(Ordering::SeqCst)
-    }
 }
 
 #[cfg(test)]
@@ -93,14 +83,14 @@ mod tests {
     #[test]
     fn gates_and_draining() {
         let readiness = Readiness::new();
-        assert!(readiness.is_ready());
+        assert!(readiness.not_ready_reasons().is_empty());
         let cache = readiness.gate("engine-cache");
         let cert = readiness.gate("certificate");
         assert_eq!(readiness.not_ready_reasons(), ["engine-cache", "certificate"]);
         cache.set(true);
-        assert!(!readiness.is_ready());
+        assert!(!readiness.not_ready_reasons().is_empty());
         cert.set(true);
-        assert!(readiness.is_ready());
+        assert!(readiness.not_ready_reasons().is_empty());
         readiness.clone().set_draining();
         assert_eq!(readiness.not_ready_reasons(), ["draining"]);
     }

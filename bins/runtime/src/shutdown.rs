@@ -54,11 +54,6 @@ impl Shutdown {
         Ok((trigger, shutdown))
     }
 
-    /// Whether shutdown was requested.
-    pub fn is_requested(&self) -> bool {
-        *self.rx.borrow()
-    }
-
     /// Resolves when shutdown is requested. Never resolves if every trigger is dropped first.
     pub async fn requested(&self) {
         let mut rx = self.rx.clone();
@@ -77,11 +72,11 @@ mod tests {
     async fn trigger_resolves_every_clone() {
         let (trigger, shutdown) = channel();
         let other = shutdown.clone();
-        assert!(!shutdown.is_requested());
+        assert!(!*shutdown.rx.borrow());
         let waiter = tokio::spawn(async move { other.requested().await });
         trigger.trigger();
         waiter.await.unwrap();
-        assert!(shutdown.is_requested());
+        assert!(*shutdown.rx.borrow());
         shutdown.requested().await;
     }
 

@@ -170,16 +170,6 @@ impl Admitter {
         }
     }
 
-    /// The CacheBlendEngine cache.
-    pub fn cacheblend_engines(&self) -> &EngineCache<CacheBlendEngine> {
-        &self.cacheblend
-    }
-
-    /// The LMCacheEngine cache.
-    pub fn lmcache_engines(&self) -> &EngineCache<LMCacheEngine> {
-        &self.lmcache
-    }
-
     /// Answers one AdmissionReview body sent to `webhook`'s path.
     pub fn review(&self, webhook: Webhook, body: &[u8]) -> Verdict {
         let mut value: Value = match serde_json::from_slice(body) {

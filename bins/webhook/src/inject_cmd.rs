@@ -6,7 +6,6 @@ use crate::engines::EngineCache;
 use k8s_openapi::api::core::v1::Pod;
 use lmcache_api::constants::{KIND_BLEND_ENGINE, KIND_ENGINE};
 use lmcache_blend_injector::{Outcome, Webhook, decode_engine, decode_lmcache_engine, patch};
-use serde::Deserialize;
 use serde_json::Value;
 
 /// The printed documents and one line per object saying what happened.
@@ -89,7 +88,7 @@ pub fn inject_yaml(
             )),
             None => notes.push(format!("{label}: unchanged (no pod template)")),
         }
-        out.push(serde_yaml::to_string(&doc)?);
+        out.push(lmcache_manifest_renderer::yaml::to_string(&doc)?);
     }
     Ok(InjectReport {
         output: out.join("---\n"),
@@ -177,14 +176,7 @@ fn stringify_number(value: &mut Value) {
 }
 
 fn documents(text: &str) -> Result<Vec<Value>, Error> {
-    let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(doc)?;
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    Ok(docs)
+    Ok(lmcache_manifest_renderer::yaml::documents(text)?)
 }
 
 #[cfg(test)]

@@ -37,9 +37,9 @@ use std::path::PathBuf;
 /// Errors of the webhook library (the `inject` command's inputs, self-managed TLS).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Input is not YAML.
-    #[error("cannot parse YAML")]
-    Yaml(#[from] serde_yaml::Error),
+    /// Input is not YAML (or output cannot be written as YAML).
+    #[error(transparent)]
+    Yaml(#[from] lmcache_manifest_renderer::RenderError),
     /// An engines file holds something other than an engine.
     #[error("engine document {index} has kind {kind:?}, expected CacheBlendEngine or LMCacheEngine")]
     NotAnEngine {

@@ -28,7 +28,7 @@ fn run_inject(input: &str, extra: &[&str]) -> (String, String) {
 }
 
 fn template(deployment_yaml: &str) -> Pod {
-    let deployment: Deployment = serde_yaml::from_str(deployment_yaml).unwrap();
+    let deployment: Deployment = serde_saphyr::from_str(deployment_yaml).unwrap();
     let template = deployment.spec.unwrap().template;
     Pod {
         metadata: template.metadata.unwrap(),
@@ -44,11 +44,11 @@ fn seed_deployment_gets_exactly_the_seed_injection() {
         stderr.trim(),
         "Deployment default/vllm-cacheblend: cacheblend: injected (engine my-cacheblend)"
     );
-    let want: Pod = serde_yaml::from_str(&fixture("seed/expected-pod.yaml")).unwrap();
+    let want: Pod = serde_saphyr::from_str(&fixture("seed/expected-pod.yaml")).unwrap();
     assert_eq!(template(&stdout), want, "\n{stdout}");
     // Everything outside the template is unchanged.
-    let before: Deployment = serde_yaml::from_str(&fixture("seed/deployment.yaml")).unwrap();
-    let after: Deployment = serde_yaml::from_str(&stdout).unwrap();
+    let before: Deployment = serde_saphyr::from_str(&fixture("seed/deployment.yaml")).unwrap();
+    let after: Deployment = serde_saphyr::from_str(&stdout).unwrap();
     assert_eq!(after.metadata, before.metadata);
     assert_eq!(
         after.spec.as_ref().unwrap().selector,

@@ -59,7 +59,7 @@ async fn seed_pod_round_trip_returns_the_expected_patch() {
     assert_eq!(response["allowed"], true);
 
     let patched: Pod = serde_json::from_value(apply_patch(&pod, &response)).unwrap();
-    let mut want: Pod = serde_yaml::from_str(&fixture("seed/expected-pod.yaml")).unwrap();
+    let mut want: Pod = serde_saphyr::from_str(&fixture("seed/expected-pod.yaml")).unwrap();
     want.metadata.namespace = Some("default".into());
     want.metadata.generate_name = Some("vllm-cacheblend-7d9c-".into());
     assert_eq!(patched, want);

@@ -23,7 +23,7 @@
 //! assert_eq!(spec.engine.server.port, 5555); // defaults are applied on deserialisation
 //! let mut engine = LMCacheEngine::new("my-cache", spec);
 //! engine.spec.engine.l1 = L1Config { size_gb: 80.0 };
-//! let yaml = serde_yaml::to_string(&engine)?;
+//! let yaml = serde_saphyr::to_string(&engine)?;
 //! assert!(yaml.contains("kind: LMCacheEngine"));
 //! assert!(yaml.contains("sizeGB: 80.0"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())

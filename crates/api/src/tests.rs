@@ -62,7 +62,7 @@ fn schemas_are_structural() {
 #[test]
 fn crds_fit_in_last_applied_annotation() {
     for crd in crds() {
-        let yaml = serde_yaml::to_string(&crd).unwrap();
+        let yaml = serde_saphyr::to_string(&crd).unwrap();
         assert!(
             yaml.len() < 200 * 1024,
             "{} is {} bytes",
@@ -175,7 +175,7 @@ fn defaults_materialised_by_schema() {
 
 #[test]
 fn spec_examples_deserialise_with_defaults() {
-    let e: v1alpha1::LMCacheEngine = serde_yaml::from_str(
+    let e: v1alpha1::LMCacheEngine = serde_saphyr::from_str(
         "apiVersion: lmcache.lmcache.ai/v1alpha1\nkind: LMCacheEngine\nmetadata: {name: my-cache}\nspec:\n  l1: {sizeGB: 60}\n",
     )
     .unwrap();

@@ -4,7 +4,9 @@ use crate::Error;
 use crate::webhook::Webhook;
 use k8s_openapi::api::core::v1::{Container, EnvVar, LocalObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use lmcache_api::v1alpha1::{CacheBlendEngine, EngineSpec, HashAlgorithm, LMCacheEngine, PullPolicy};
+use lmcache_api::v1alpha1::{
+    CacheBlendEngine, EngineSpec, HashAlgorithm, LMCacheEngine, PodConfig, PullPolicy,
+};
 use lmcache_manifest_renderer::{
     ConnectionKind, PYTHON_HASH_SEED, PYTHON_HASH_SEED_ENV, blend_kv_transfer_config, kv_transfer_config,
 };
@@ -161,20 +163,9 @@ fn trim(meta: &mut ObjectMeta) {
 /// Drops what only the engine's own pods use (placement, resources, pod extras, storage
 /// tiers); an injector reads the server settings, the blend tunables and `injection`.
 fn trim_spec(engine: &mut EngineSpec) {
-    engine.image_pull_secrets = None;
+    engine.pod = PodConfig::default();
     engine.l2_backends = None;
     engine.node_selector = BTreeMap::new();
-    engine.affinity = None;
-    engine.tolerations = None;
-    engine.priority_class_name = None;
-    engine.resource_overrides = None;
-    engine.env = None;
-    engine.volumes = None;
-    engine.volume_mounts = None;
-    engine.pod_annotations = None;
-    engine.pod_labels = None;
-    engine.service_account_name = None;
-    engine.extra_args = None;
 }
 
 /// Decodes a stored CacheBlendEngine as the operator reads it (defaults applied, `null`s and
@@ -289,9 +280,7 @@ mod tests {
         assert!(engine.metadata.labels.is_none() && engine.metadata.annotations.is_none());
         assert!(engine.metadata.finalizers.is_none() && engine.status.is_none());
         let spec = &engine.spec.engine;
-        assert!(spec.node_selector.is_empty() && spec.tolerations.is_none());
-        assert!(spec.resource_overrides.is_none() && spec.env.is_none());
-        assert!(spec.pod_labels.is_none() && spec.extra_args.is_none());
+        assert!(spec.node_selector.is_empty() && spec.pod == PodConfig::default());
         assert_eq!(spec.server.port, 6000);
         assert_eq!(spec.server.hash_algorithm, HashAlgorithm::Builtin);
         assert_eq!(engine.target_container(), Some("vllm"));

@@ -12,16 +12,16 @@ use support::*;
 const KV_SEED: &str = "{\n  \"kv_connector\": \"CBKVConnector\",\n  \"kv_role\": \"kv_both\",\n  \"kv_connector_extra_config\": {\n    \"lmcache.mp.host\": \"tcp://my-cacheblend.default.svc.cluster.local\",\n    \"lmcache.mp.port\": \"5555\",\n    \"cb.check_layer\": 1,\n    \"cb.recomp_ratio\": 0.15\n  },\n  \"kv_connector_module_path\": \"lmcache_cacheblend.connector\"\n}";
 
 fn seed_engine() -> lmcache_api::v1alpha1::CacheBlendEngine {
-    let value: serde_json::Value = serde_yaml::from_str(&fixture("seed/engine.yaml")).unwrap();
+    let value: serde_json::Value = serde_saphyr::from_str(&fixture("seed/engine.yaml")).unwrap();
     decode_engine(value).unwrap()
 }
 
 #[test]
 fn b81_seed_deployment_becomes_the_resulting_pod() {
     let pod = template_pod(&fixture("seed/deployment.yaml"));
-    let want: Pod = serde_yaml::from_str(&fixture("seed/expected-pod.yaml")).unwrap();
+    let want: Pod = serde_saphyr::from_str(&fixture("seed/expected-pod.yaml")).unwrap();
     let got = injected(&pod, &seed_engine());
-    assert_eq!(got, want, "\n{}", serde_yaml::to_string(&got).unwrap());
+    assert_eq!(got, want, "\n{}", serde_saphyr::to_string(&got).unwrap());
     assert_patch_round_trips(&pod, &got);
     insta::assert_yaml_snapshot!("seed_pod_patch", patch(&pod, &got));
 }

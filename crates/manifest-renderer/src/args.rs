@@ -55,7 +55,7 @@ pub fn engine_args(spec: &EngineSpec, coordinator_url: Option<&str>, blend: bool
     if blend {
         push(&["--engine-type", "blend", "--l1-align-bytes", BLEND_L1_ALIGN_BYTES]);
     }
-    args.extend(spec.extra_args.iter().flatten().cloned());
+    args.extend(spec.pod.extra_args.iter().flatten().cloned());
     args
 }
 
@@ -94,6 +94,6 @@ pub fn coordinator_args(spec: &CoordinatorSpec) -> Vec<String> {
     if !spec.prometheus.enabled {
         push(&["--disable-metrics"]);
     }
-    args.extend(spec.extra_args.iter().flatten().cloned());
+    args.extend(spec.pod.extra_args.iter().flatten().cloned());
     args
 }

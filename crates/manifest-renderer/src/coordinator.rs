@@ -5,15 +5,15 @@ use crate::args::coordinator_args;
 use crate::engine::HTTP_PORT_NAME;
 use crate::env;
 use crate::error::RenderError;
-use crate::labels::{Component, pod_template_labels, selector_labels, standard_labels};
+use crate::labels::{Component, selector_labels, standard_labels};
 use crate::meta::Owner;
-use crate::pod::{cloned_list, cloned_map, container_port, named_target_port, pull_secrets, service_port};
+use crate::pod::{self, cloned_map, container_port, named_target_port, service_port};
 use crate::service_monitor::{ServiceMonitor, service_monitor};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service, ServiceSpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use lmcache_api::constants::{KIND_COORDINATOR, METRICS_SUFFIX};
 use lmcache_api::v1alpha1::{CoordinatorSpec, LMCacheCoordinator};
@@ -65,15 +65,7 @@ pub fn render_coordinator(
                 match_expressions: None,
             },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_template_labels(
-                        Component::Coordinator,
-                        name,
-                        spec.pod_labels.as_ref(),
-                    )),
-                    annotations: cloned_map(spec.pod_annotations.as_ref()),
-                    ..Default::default()
-                }),
+                metadata: Some(pod::template_metadata(Component::Coordinator, name, &spec.pod)),
                 spec: Some(pod_spec(spec)),
             },
             ..Default::default()
@@ -122,16 +114,9 @@ pub fn render_coordinator(
 
 fn pod_spec(spec: &CoordinatorSpec) -> PodSpec {
     PodSpec {
-        service_account_name: spec.service_account_name.clone(),
-        automount_service_account_token: crate::pod::automount_token(spec.service_account_name.as_deref()),
-        priority_class_name: spec.priority_class_name.clone(),
         node_selector: cloned_map(spec.node_selector.as_ref()),
-        affinity: spec.affinity.clone(),
-        tolerations: cloned_list(spec.tolerations.as_ref()),
-        image_pull_secrets: pull_secrets(spec.image_pull_secrets.as_deref()),
-        volumes: cloned_list(spec.volumes.as_ref()),
         containers: vec![container(spec)],
-        ..Default::default()
+        ..pod::pod_spec(&spec.pod)
     }
 }
 
@@ -144,10 +129,8 @@ fn container(spec: &CoordinatorSpec) -> Container {
         image_pull_policy: Some(spec.image.pull_policy.as_str().to_string()),
         command: Some(COORDINATOR_COMMAND.map(str::to_string).to_vec()),
         args: Some(coordinator_args(spec)),
-        env: Some(env::merge(base, spec.env.as_deref())),
         ports: Some(ports),
-        resources: spec.resource_overrides.clone(),
-        volume_mounts: cloned_list(spec.volume_mounts.as_ref()),
+        resources: spec.pod.resource_overrides.clone(),
         startup_probe: Some(Probe {
             initial_delay_seconds: Some(5),
             period_seconds: Some(5),
@@ -164,7 +147,7 @@ fn container(spec: &CoordinatorSpec) -> Container {
             failure_threshold: Some(3),
             ..http_probe(spec.port)
         }),
-        ..Default::default()
+        ..pod::container(&spec.pod, base)
     }
 }
 

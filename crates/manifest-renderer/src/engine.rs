@@ -5,16 +5,16 @@ use crate::args::engine_args;
 use crate::connection::{ConnectionKind, kv_transfer_config};
 use crate::env;
 use crate::error::RenderError;
-use crate::labels::{Component, pod_template_labels, selector_labels, standard_labels};
+use crate::labels::{Component, selector_labels, standard_labels};
 use crate::meta::Owner;
-use crate::pod::{cloned_list, cloned_map, container_port, named_target_port, pull_secrets, service_port};
+use crate::pod::{self, cloned_map, container_port, named_target_port, service_port};
 use crate::service_monitor::{ServiceMonitor, service_monitor};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
     SecurityContext, Service, ServiceSpec, TCPSocketAction,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use lmcache_api::constants::{
     CONNECTION_CONFIG_KEY, CONNECTION_SUFFIX, KIND_BLEND_ENGINE, KIND_ENGINE, METRICS_SUFFIX,
@@ -116,15 +116,7 @@ fn render(
                 match_expressions: None,
             },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_template_labels(
-                        Component::CacheEngine,
-                        name,
-                        spec.pod_labels.as_ref(),
-                    )),
-                    annotations: cloned_map(spec.pod_annotations.as_ref()),
-                    ..Default::default()
-                }),
+                metadata: Some(pod::template_metadata(Component::CacheEngine, name, &spec.pod)),
                 spec: Some(pod_spec(
                     spec,
                     engine_args(spec, coordinator_url.as_deref(), blend),
@@ -218,15 +210,8 @@ fn pod_spec(spec: &EngineSpec, args: Vec<String>) -> PodSpec {
         host_ipc: Some(true),
         runtime_class_name: Some(RUNTIME_CLASS.to_string()),
         node_selector: cloned_map(Some(&spec.node_selector)),
-        affinity: spec.affinity.clone(),
-        tolerations: cloned_list(spec.tolerations.as_ref()),
-        priority_class_name: spec.priority_class_name.clone(),
-        service_account_name: spec.service_account_name.clone(),
-        automount_service_account_token: crate::pod::automount_token(spec.service_account_name.as_deref()),
-        image_pull_secrets: pull_secrets(spec.image_pull_secrets.as_deref()),
-        volumes: cloned_list(spec.volumes.as_ref()),
         containers: vec![container(spec, args)],
-        ..Default::default()
+        ..pod::pod_spec(&spec.pod)
     }
 }
 
@@ -242,17 +227,15 @@ fn container(spec: &EngineSpec, args: Vec<String>) -> Container {
         image_pull_policy: Some(spec.image.pull_policy.as_str().to_string()),
         command: Some(ENGINE_COMMAND.map(str::to_string).to_vec()),
         args: Some(args),
-        env: Some(engine_env(spec)),
         ports: Some(ports),
         resources: Some(engine_resources(
             spec.l1.size_gb,
-            spec.resource_overrides.as_ref(),
+            spec.pod.resource_overrides.as_ref(),
         )),
         security_context: Some(SecurityContext {
             privileged: Some(true),
             ..Default::default()
         }),
-        volume_mounts: cloned_list(spec.volume_mounts.as_ref()),
         startup_probe: Some(Probe {
             initial_delay_seconds: Some(5),
             period_seconds: Some(5),
@@ -267,7 +250,7 @@ fn container(spec: &EngineSpec, args: Vec<String>) -> Container {
             period_seconds: Some(5),
             ..tcp_probe(port)
         }),
-        ..Default::default()
+        ..pod::container(&spec.pod, engine_env(spec))
     }
 }
 
@@ -282,8 +265,8 @@ fn tcp_probe(port: i32) -> Probe {
 }
 
 /// engine.md §3.4 with conformance.md §2.2: log level, `NVIDIA_VISIBLE_DEVICES`,
-/// `PYTHONHASHSEED`, the advertise IP with a coordinator, then `spec.env` with the
-/// de-duplication rule.
+/// `PYTHONHASHSEED`, the advertise IP with a coordinator; `spec.env` follows with the
+/// de-duplication rule ([`pod::container`]).
 fn engine_env(spec: &EngineSpec) -> Vec<EnvVar> {
     let mut base = vec![
         env::plain("LMCACHE_LOG_LEVEL", spec.log_level.as_str()),
@@ -305,5 +288,5 @@ fn engine_env(spec: &EngineSpec) -> Vec<EnvVar> {
             }),
         });
     }
-    env::merge(base, spec.env.as_deref())
+    base
 }

@@ -41,6 +41,7 @@ pub mod number;
 mod offline;
 mod pod;
 pub mod service_monitor;
+pub mod yaml;
 
 pub use connection::{ConnectionKind, blend_kv_transfer_config, kv_transfer_config};
 pub use coordinator::{

@@ -7,7 +7,7 @@ use crate::{
 };
 use lmcache_api::constants::{API_VERSION, KIND_BLEND_ENGINE, KIND_COORDINATOR, KIND_ENGINE};
 use lmcache_api::v1alpha1::{CacheBlendEngine, EngineSpec, LMCacheCoordinator, LMCacheEngine};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -117,17 +117,10 @@ fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMet
 
 /// The YAML documents as JSON values with their 1-based numbers; empty documents are skipped.
 fn parse_documents(input: &str) -> Result<Vec<(usize, Value)>, Vec<String>> {
-    let mut out = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
-        let number = index + 1;
-        match Value::deserialize(document) {
-            Ok(Value::Null) => {}
-            Ok(value) => out.push((number, value)),
-            // A syntax error leaves the stream unusable: stop at the first one.
-            Err(e) => return Err(vec![format!("document {number}: invalid YAML: {e}")]),
-        }
+    match crate::yaml::documents(input) {
+        Ok(documents) => Ok((1..).zip(documents).collect()),
+        Err(e) => Err(vec![e.to_string()]),
     }
-    Ok(out)
 }
 
 /// Applies the default namespace, decodes (defaults) and validates one document.
@@ -276,7 +269,7 @@ impl Objects {
             return;
         }
         self.owners.insert(child.clone(), owner.to_string());
-        match serde_yaml::to_string(object) {
+        match crate::yaml::to_string(object) {
             Ok(yaml) => self.documents.push(yaml),
             Err(e) => self.errors.push(format!("{owner}: {child}: {e}")),
         }

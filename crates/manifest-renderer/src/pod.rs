@@ -1,8 +1,52 @@
-//! Small builders shared by the engine and coordinator workloads and Services.
+//! Small builders shared by the engine and coordinator workloads and Services, and the one
+//! place the pod pass-through fields ([`PodConfig`]) reach the rendered pod template.
 
-use k8s_openapi::api::core::v1::{ContainerPort, LocalObjectReference, ServicePort};
+use crate::env;
+use crate::labels::{Component, pod_template_labels};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, LocalObjectReference, PodSpec, ServicePort,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use lmcache_api::v1alpha1::PodConfig;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The pod template's metadata: the labels of `component` with the user's `podLabels` (which
+/// cannot change the selector labels) and the user's `podAnnotations`.
+pub(crate) fn template_metadata(component: Component, instance: &str, pod: &PodConfig) -> ObjectMeta {
+    ObjectMeta {
+        labels: Some(pod_template_labels(component, instance, pod.pod_labels.as_ref())),
+        annotations: cloned_map(pod.pod_annotations.as_ref()),
+        ..Default::default()
+    }
+}
+
+/// A pod spec holding the user's pod-level fields (ServiceAccount and whether its token is
+/// mounted, priority class, affinity, tolerations, pull secrets, volumes); the caller adds its
+/// containers and its own fields with struct update syntax.
+pub(crate) fn pod_spec(pod: &PodConfig) -> PodSpec {
+    PodSpec {
+        service_account_name: pod.service_account_name.clone(),
+        automount_service_account_token: automount_token(pod.service_account_name.as_deref()),
+        priority_class_name: pod.priority_class_name.clone(),
+        affinity: pod.affinity.clone(),
+        tolerations: cloned_list(pod.tolerations.as_ref()),
+        image_pull_secrets: pull_secrets(pod.image_pull_secrets.as_deref()),
+        volumes: cloned_list(pod.volumes.as_ref()),
+        ..Default::default()
+    }
+}
+
+/// A container holding the user's container-level fields: `env` merged over the operator's
+/// `base` entries, and the volume mounts. `resourceOverrides` is not here: an engine computes
+/// its resources from it, a coordinator uses it verbatim.
+pub(crate) fn container(pod: &PodConfig, base_env: Vec<EnvVar>) -> Container {
+    Container {
+        env: Some(env::merge(base_env, pod.env.as_deref())),
+        volume_mounts: cloned_list(pod.volume_mounts.as_ref()),
+        ..Default::default()
+    }
+}
 
 /// `imagePullSecrets` de-duplicated by name keeping the first occurrence, empty names dropped;
 /// `None` when nothing is left.

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 const UID: &str = "0b6f1c2a-1111-4000-8000-000000000001";
 
 fn cr<T: serde::de::DeserializeOwned>(kind: &str, name: &str, namespace: &str, spec: &str) -> T {
-    let spec: Value = serde_yaml::from_str(spec).unwrap();
+    let spec: Value = serde_saphyr::from_str(spec).unwrap();
     serde_json::from_value(json!({
         "apiVersion": "lmcache.lmcache.ai/v1alpha1",
         "kind": kind,
@@ -105,7 +105,7 @@ fn to_value<T: serde::Serialize>(x: &T) -> Value {
 }
 
 fn yaml(s: &str) -> Value {
-    serde_yaml::from_str(s).unwrap()
+    serde_saphyr::from_str(s).unwrap()
 }
 
 fn all_meta(c: &EngineChildren) -> Vec<&ObjectMeta> {

@@ -5,13 +5,10 @@
 mod common;
 
 use lmcache_manifest_renderer::render_documents;
-use serde::Deserialize;
 use serde_json::Value;
 
 fn out_docs(output: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(output)
-        .map(|d| Value::deserialize(d).unwrap())
-        .collect()
+    lmcache_manifest_renderer::yaml::documents(output).unwrap()
 }
 
 fn errors(input: &str) -> Vec<String> {

@@ -206,14 +206,15 @@ fn garde_row(kind: Kind, pattern: &str) -> Option<usize> {
 }
 
 /// garde path (`engine.server.chunk_size`, `l1.size_gb`, `l2_backends[0].type_`) to the object
-/// path (`spec.server.chunkSize`): the flattened `engine` is dropped and the Rust field names are
-/// camelCased, as serde names them. garde 0.23 parses `#[garde(rename)]` but does not use it in
-/// report paths, so the one field serde does not simply camelCase is mapped here.
+/// path (`spec.server.chunkSize`): the flattened `engine` and `pod` are dropped and the Rust
+/// field names are camelCased, as serde names them. garde 0.23 parses `#[garde(rename)]` but does
+/// not use it in report paths, so the one field serde does not simply camelCase is mapped here.
 fn spec_path(kind: Kind, garde_path: &str) -> String {
     let garde_path = match kind {
         Kind::Engine | Kind::BlendEngine => garde_path.strip_prefix("engine.").unwrap_or(garde_path),
         _ => garde_path,
     };
+    let garde_path = garde_path.strip_prefix("pod.").unwrap_or(garde_path);
     let garde_path = garde_path.replace("size_gb", "sizeGB");
     let mut out = String::from("spec.");
     let mut upper = false;

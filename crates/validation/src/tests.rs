@@ -852,7 +852,7 @@ fn lenient_decode_keeps_what_the_api_server_would() {
     assert_eq!(engine.spec.engine.server.port, 6555);
     assert_eq!(engine.spec.engine.server.max_workers, 1);
     assert!(engine.spec.engine.prometheus.enabled);
-    let limits = engine.spec.engine.resource_overrides.unwrap().limits.unwrap();
+    let limits = engine.spec.engine.pod.resource_overrides.unwrap().limits.unwrap();
     assert_eq!(limits["cpu"].0, "2");
     // A coordinator without spec gets every default (the schema's `spec: {}` default).
     let coordinator = decode_coordinator(&json!({"apiVersion": GROUP, "kind": "LMCacheCoordinator",
@@ -1033,10 +1033,8 @@ spec:
 
 #[test]
 fn spec_section_9_examples_decode_and_validate() {
-    use serde::Deserialize;
     let mut seen = 0;
-    for doc in serde_yaml::Deserializer::from_str(SPEC_EXAMPLES) {
-        let obj = serde_json::to_value(Value::deserialize(doc).unwrap()).unwrap();
+    for obj in serde_saphyr::from_multiple::<Value>(SPEC_EXAMPLES).unwrap() {
         let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
         let spec = obj["spec"].clone();
         match obj["kind"].as_str().unwrap() {

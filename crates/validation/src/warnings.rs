@@ -27,13 +27,13 @@ pub fn engine_warnings(spec: &EngineSpec) -> Vec<Warning> {
             Some(("spec.server.httpPort", spec.server.http_port)),
         ),
     ];
-    extra_args_overrides(spec.extra_args.as_deref().unwrap_or_default(), &ports)
+    extra_args_overrides(spec.pod.extra_args.as_deref().unwrap_or_default(), &ports)
 }
 
 /// The coordinator's `--host`/`--port` in `extraArgs` (see [`engine_warnings`]).
 pub fn coordinator_extra_args_warnings(spec: &CoordinatorSpec) -> Vec<Warning> {
     let ports = [("--host", None), ("--port", Some(("spec.port", spec.port)))];
-    extra_args_overrides(spec.extra_args.as_deref().unwrap_or_default(), &ports)
+    extra_args_overrides(spec.pod.extra_args.as_deref().unwrap_or_default(), &ports)
 }
 
 fn extra_args_overrides(args: &[String], flags: &[(&str, Option<(&str, i32)>)]) -> Vec<Warning> {

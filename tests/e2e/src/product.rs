@@ -207,29 +207,29 @@ pub fn kubeconfig_via(kubeconfig: &Path, server: SocketAddr, name: &str) -> anyh
     settings::ensure_loopback(server)?;
     let text =
         std::fs::read_to_string(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let mut doc: serde_json::Value = serde_saphyr::from_str(&text)?;
     let clusters = doc
         .get_mut("clusters")
-        .and_then(serde_yaml::Value::as_sequence_mut)
+        .and_then(serde_json::Value::as_array_mut)
         .context("kubeconfig has no clusters")?;
     for cluster in clusters {
         if let Some(c) = cluster
             .get_mut("cluster")
-            .and_then(serde_yaml::Value::as_mapping_mut)
+            .and_then(serde_json::Value::as_object_mut)
         {
             c.insert("server".into(), format!("https://{server}").into());
             // The API server's certificate names 127.0.0.1, which the proxy also is.
         }
     }
     let path = settings::logs()?.join(format!("{name}.kubeconfig"));
-    std::fs::write(&path, serde_yaml::to_string(&doc)?)?;
+    std::fs::write(&path, serde_saphyr::to_string(&doc)?)?;
     Ok(path)
 }
 
 /// The API server's address from a kubeconfig (`https://127.0.0.1:PORT`).
 pub fn api_server(kubeconfig: &Path) -> anyhow::Result<SocketAddr> {
     let text = std::fs::read_to_string(kubeconfig)?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let doc: serde_json::Value = serde_saphyr::from_str(&text)?;
     let server = doc["clusters"][0]["cluster"]["server"]
         .as_str()
         .context("kubeconfig without a server")?;

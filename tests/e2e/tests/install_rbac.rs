@@ -32,7 +32,7 @@ fn install_file(name: &str) -> PathBuf {
 
 /// The namespace install.yaml installs into (its first document).
 fn install_namespace(text: &str) -> anyhow::Result<String> {
-    let first: Value = serde_yaml::from_str(
+    let first: Value = serde_saphyr::from_str(
         text.split("\n---\n")
             .find(|doc| doc.contains("kind: Namespace"))
             .ok_or_else(|| anyhow::anyhow!("install.yaml has no Namespace"))?,

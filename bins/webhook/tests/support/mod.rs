@@ -35,13 +35,13 @@ pub fn fixture_path(name: &str) -> PathBuf {
 }
 
 pub fn seed_engine() -> CacheBlendEngine {
-    lmcache_blend_injector::decode_engine(serde_yaml::from_str(&fixture("seed/engine.yaml")).unwrap())
+    lmcache_blend_injector::decode_engine(serde_saphyr::from_str(&fixture("seed/engine.yaml")).unwrap())
         .unwrap()
 }
 
 /// The pod template of a Deployment fixture as the JSON object the API server would send.
 pub fn template_pod_json(deployment_yaml: &str) -> Value {
-    let deployment: Deployment = serde_yaml::from_str(deployment_yaml).unwrap();
+    let deployment: Deployment = serde_saphyr::from_str(deployment_yaml).unwrap();
     let template = deployment.spec.unwrap().template;
     let mut pod = json!({"apiVersion": "v1", "kind": "Pod"});
     pod["metadata"] = serde_json::to_value(template.metadata.unwrap()).unwrap();

@@ -1,9 +1,11 @@
 //! Types shared by the three kinds.
 
 use garde::Validate;
+use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::LazyLock;
 
 /// Default engine and coordinator image repository.
 pub const DEFAULT_IMAGE_REPOSITORY: &str = "lmcache/vllm-openai";
@@ -29,6 +31,32 @@ pub(crate) fn default_interval() -> String {
 /// Prometheus duration (rules E12 and C13).
 pub const DURATION_PATTERN: &str =
     r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$";
+
+/// [`DURATION_PATTERN`] as the argument of `#[garde(pattern(PrometheusDuration))]`: garde
+/// matches with it, and schemars writes its text (`Display`) as the schema's `pattern`, so the one
+/// constant is both the operator's check and the API server's.
+pub(crate) struct PrometheusDuration;
+
+static DURATION_REGEX: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(DURATION_PATTERN).ok());
+
+impl garde::rules::AsStr for PrometheusDuration {
+    fn as_str(&self) -> &str {
+        DURATION_PATTERN
+    }
+}
+
+impl garde::rules::pattern::Matcher for PrometheusDuration {
+    fn is_match(&self, haystack: &str) -> bool {
+        // The pattern is a constant that the tests compile; were it invalid, nothing would match.
+        DURATION_REGEX.as_ref().is_some_and(|re| re.is_match(haystack))
+    }
+}
+
+impl fmt::Display for PrometheusDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(DURATION_PATTERN)
+    }
+}
 
 /// Container image of the engine or coordinator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Validate)]
@@ -136,5 +164,24 @@ pub(crate) fn unit_fraction(value: &f64, _: &()) -> garde::Result {
         Ok(())
     } else {
         Err(garde::Error::new("must be in (0.0, 1.0]"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use garde::rules::pattern::Matcher;
+
+    #[test]
+    fn duration_pattern_compiles_and_matches_prometheus_durations() {
+        assert!(Regex::new(DURATION_PATTERN).is_ok());
+        for ok in ["0", "30s", "1m", "1h30m", "2w3d", "1y", "500ms", "1h0m0s"] {
+            assert!(PrometheusDuration.is_match(ok), "{ok}");
+        }
+        // The empty string matches: `minLength: 1` (garde's `length`) rejects it.
+        assert!(PrometheusDuration.is_match(""));
+        for bad in ["30", "1.5s", "30 seconds", "1m1h", "-1s", "1h "] {
+            assert!(!PrometheusDuration.is_match(bad), "{bad}");
+        }
     }
 }

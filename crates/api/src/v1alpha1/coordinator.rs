@@ -1,15 +1,14 @@
 //! `LMCacheCoordinator`: the fleet-wide LMCache coordinator HTTP service.
 
 use super::common::{
-    ImageSpec, LogLevel, default_interval, default_metrics_port, default_true, positive, unit_fraction,
+    ImageSpec, LogLevel, PrometheusDuration, default_interval, default_metrics_port, default_true, positive,
+    unit_fraction,
 };
 use super::engine::{HashAlgorithm, NAME_RULE, NAME_RULE_MESSAGE};
+use super::pod::PodConfig;
 use super::schema;
 use super::status::CoordinatorStatus;
 use garde::Validate;
-use k8s_openapi::api::core::v1::{
-    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration, Volume, VolumeMount,
-};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -61,6 +60,7 @@ fn default_trigger_watermark() -> f64 {
     crates(kube_core = "::kube::core", k8s_openapi = "::k8s_openapi", schemars = "::schemars")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::pod::coordinator_descriptions)]
 pub struct CoordinatorSpec {
     /// Coordinator pods. The registry is per-process in memory, so more than 1 only makes sense
     /// behind a shared durable backend.
@@ -73,12 +73,6 @@ pub struct CoordinatorSpec {
     #[schemars(transform = schema::empty_object_default)]
     #[garde(dive)]
     pub image: ImageSpec,
-
-    /// Pull secrets for coordinator pods.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::embedded_list)]
-    #[garde(skip)]
-    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
 
     /// Address the coordinator's HTTP server binds to.
     #[serde(default = "default_host")]
@@ -153,72 +147,15 @@ pub struct CoordinatorSpec {
     #[garde(skip)]
     pub log_level: LogLevel,
 
-    /// Pod resources, used verbatim (no auto-compute).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::strip_embedded_descriptions)]
-    #[garde(skip)]
-    pub resource_overrides: Option<ResourceRequirements>,
-
     /// Node selector (no default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(skip)]
     pub node_selector: Option<BTreeMap<String, String>>,
 
-    /// Pod affinity rules.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::strip_embedded_descriptions)]
-    #[garde(skip)]
-    pub affinity: Option<Affinity>,
-
-    /// Pod tolerations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::embedded_list)]
-    #[garde(skip)]
-    pub tolerations: Option<Vec<Toleration>>,
-
-    /// Priority class for coordinator pods.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(skip)]
-    pub priority_class_name: Option<String>,
-
-    /// Extra environment variables.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::embedded_list)]
-    #[garde(skip)]
-    pub env: Option<Vec<EnvVar>>,
-
-    /// Extra pod volumes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::embedded_list)]
-    #[garde(skip)]
-    pub volumes: Option<Vec<Volume>>,
-
-    /// Extra container mounts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::embedded_list)]
-    #[garde(skip)]
-    pub volume_mounts: Option<Vec<VolumeMount>>,
-
-    /// Extra pod annotations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(skip)]
-    pub pod_annotations: Option<BTreeMap<String, String>>,
-
-    /// Extra pod labels (cannot override selector labels).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(skip)]
-    pub pod_labels: Option<BTreeMap<String, String>>,
-
-    /// ServiceAccount for coordinator pods.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(skip)]
-    pub service_account_name: Option<String>,
-
-    /// Appended last; can override any generated flag.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::atomic_list)]
-    #[garde(skip)]
-    pub extra_args: Option<Vec<String>>,
+    /// The pod pass-through fields (the same for the engines).
+    #[serde(flatten)]
+    #[garde(dive)]
+    pub pod: PodConfig,
 }
 
 impl Default for CoordinatorSpec {
@@ -226,7 +163,6 @@ impl Default for CoordinatorSpec {
         Self {
             replicas: default_replicas(),
             image: ImageSpec::default(),
-            image_pull_secrets: None,
             host: default_host(),
             port: default_port(),
             instance_timeout: default_instance_timeout(),
@@ -240,18 +176,8 @@ impl Default for CoordinatorSpec {
             hash_algorithm: HashAlgorithm::default(),
             prometheus: CoordinatorPrometheus::default(),
             log_level: LogLevel::default(),
-            resource_overrides: None,
             node_selector: None,
-            affinity: None,
-            tolerations: None,
-            priority_class_name: None,
-            env: None,
-            volumes: None,
-            volume_mounts: None,
-            pod_annotations: None,
-            pod_labels: None,
-            service_account_name: None,
-            extra_args: None,
+            pod: PodConfig::default(),
         }
     }
 }
@@ -296,12 +222,7 @@ pub struct CoordinatorServiceMonitor {
     pub enabled: bool,
     /// Scrape interval.
     #[serde(default = "default_interval")]
-    #[garde(
-        length(min = 1),
-        pattern(
-            r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
-        )
-    )]
+    #[garde(length(min = 1), pattern(PrometheusDuration))]
     pub interval: String,
 }
 

@@ -1,14 +1,14 @@
 //! `LMCacheEngine`: a DaemonSet of LMCache MP servers, one per matching GPU node.
 
 use super::common::{
-    ImageSpec, LogLevel, default_interval, default_metrics_port, default_true, positive, unit_fraction,
+    ImageSpec, LogLevel, PrometheusDuration, default_interval, default_metrics_port, default_true, positive,
+    unit_fraction,
 };
+use super::pod::PodConfig;
 use super::schema;
 use super::status::EngineStatus;
 use garde::Validate;
-use k8s_openapi::api::core::v1::{
-    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::LocalObjectReference;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -125,18 +125,13 @@ impl LMCacheEngineSpec {
 /// The fields LMCacheEngine and CacheBlendEngine share (flattened into both specs).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Validate)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::pod::engine_descriptions)]
 pub struct EngineSpec {
     /// Engine container image.
     #[serde(default)]
     #[schemars(transform = schema::empty_object_default)]
     #[garde(dive)]
     pub image: ImageSpec,
-
-    /// Pull secrets for engine pods (same namespace).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::embedded_list)]
-    #[garde(skip)]
-    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
 
     /// LMCache MP server settings.
     #[serde(default)]
@@ -171,72 +166,15 @@ pub struct EngineSpec {
     #[garde(skip)]
     pub node_selector: BTreeMap<String, String>,
 
-    /// Pod affinity rules.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::strip_embedded_descriptions)]
-    #[garde(skip)]
-    pub affinity: Option<Affinity>,
-
-    /// Pod tolerations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::embedded_list)]
-    #[garde(skip)]
-    pub tolerations: Option<Vec<Toleration>>,
-
-    /// Priority class for engine pods.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(skip)]
-    pub priority_class_name: Option<String>,
-
     /// Server log level (`LMCACHE_LOG_LEVEL`).
     #[serde(default)]
     #[garde(skip)]
     pub log_level: LogLevel,
 
-    /// When present, replaces the auto-computed resources entirely.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::strip_embedded_descriptions)]
-    #[garde(skip)]
-    pub resource_overrides: Option<ResourceRequirements>,
-
-    /// Extra environment variables for the engine container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::embedded_list)]
-    #[garde(skip)]
-    pub env: Option<Vec<EnvVar>>,
-
-    /// Extra pod volumes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::embedded_list)]
-    #[garde(skip)]
-    pub volumes: Option<Vec<Volume>>,
-
-    /// Extra mounts on the engine container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::embedded_list)]
-    #[garde(skip)]
-    pub volume_mounts: Option<Vec<VolumeMount>>,
-
-    /// Extra pod annotations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(skip)]
-    pub pod_annotations: Option<BTreeMap<String, String>>,
-
-    /// Extra pod labels (cannot override selector labels).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(skip)]
-    pub pod_labels: Option<BTreeMap<String, String>>,
-
-    /// ServiceAccount for engine pods.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(skip)]
-    pub service_account_name: Option<String>,
-
-    /// Extra server CLI arguments, appended last (may override generated flags).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = schema::atomic_list)]
-    #[garde(skip)]
-    pub extra_args: Option<Vec<String>>,
+    /// The pod pass-through fields (the same for the coordinator).
+    #[serde(flatten)]
+    #[garde(dive)]
+    pub pod: PodConfig,
 
     /// Connection to an LMCacheCoordinator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -436,12 +374,7 @@ pub struct ServiceMonitorConfig {
     pub enabled: bool,
     /// Scrape interval.
     #[serde(default = "default_interval")]
-    #[garde(
-        length(min = 1),
-        pattern(
-            r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
-        )
-    )]
+    #[garde(length(min = 1), pattern(PrometheusDuration))]
     pub interval: String,
     /// Extra labels on the ServiceMonitor (e.g. `release: kube-prometheus-stack`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -67,3 +67,16 @@ pub fn embedded_list(schema: &mut Schema) {
     strip_embedded_descriptions(schema);
     atomic_list(schema);
 }
+
+/// Sets the `description` of the named properties of an object schema: the flattened
+/// [`PodConfig`](super::PodConfig) fields are worded per kind.
+pub fn describe(schema: &mut Schema, descriptions: &[(&str, &str)]) {
+    let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (field, description) in descriptions {
+        if let Some(property) = properties.get_mut(*field).and_then(Value::as_object_mut) {
+            property.insert("description".into(), (*description).into());
+        }
+    }
+}

@@ -132,7 +132,7 @@ pub fn assert_skipped_only(pod: &Pod, outcome: &Outcome, reason: &str) {
 
 /// The pod of a Deployment's template, as the API server would admit it.
 pub fn template_pod(deployment_yaml: &str) -> Pod {
-    let deployment: Deployment = serde_yaml::from_str(deployment_yaml).unwrap();
+    let deployment: Deployment = serde_saphyr::from_str(deployment_yaml).unwrap();
     let template = deployment.spec.unwrap().template;
     Pod {
         metadata: template.metadata.unwrap_or_default(),

@@ -5,18 +5,17 @@
 
 use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheCoordinator, LMCacheEngine};
 use lmcache_manifest_renderer::{
-    RenderContext, coordinator_url, render_blend_engine, render_coordinator, render_engine,
+    RenderContext, coordinator_url, render_blend_engine, render_coordinator, render_engine, yaml,
 };
-use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub const DOMAIN: &str = "cluster.local";
 
 pub fn docs(input: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(input)
-        .map(|d| Value::deserialize(d).unwrap())
-        .filter(|v| !v.is_null())
+    yaml::documents(input)
+        .unwrap()
+        .into_iter()
         .map(|mut v| {
             if v["metadata"]["namespace"].is_null() {
                 v["metadata"]["namespace"] = "default".into();
@@ -64,10 +63,10 @@ pub fn render_fixture(input: &str, domain: &str) -> String {
             "LMCacheCoordinator" => {
                 let c: LMCacheCoordinator = serde_json::from_value(doc).unwrap();
                 let c = render_coordinator(&c, &ctx).unwrap();
-                out.push(serde_yaml::to_string(&c.deployment).unwrap());
-                out.push(serde_yaml::to_string(&c.service).unwrap());
-                out.extend(c.metrics_service.map(|s| serde_yaml::to_string(&s).unwrap()));
-                out.extend(c.service_monitor.map(|s| serde_yaml::to_string(&s).unwrap()));
+                out.push(yaml::to_string(&c.deployment).unwrap());
+                out.push(yaml::to_string(&c.service).unwrap());
+                out.extend(c.metrics_service.map(|s| yaml::to_string(&s).unwrap()));
+                out.extend(c.service_monitor.map(|s| yaml::to_string(&s).unwrap()));
             }
             other => panic!("unexpected kind {other}"),
         }
@@ -76,9 +75,9 @@ pub fn render_fixture(input: &str, domain: &str) -> String {
 }
 
 fn push_engine(out: &mut Vec<String>, c: lmcache_manifest_renderer::EngineChildren) {
-    out.push(serde_yaml::to_string(&c.daemon_set).unwrap());
-    out.push(serde_yaml::to_string(&c.service).unwrap());
-    out.push(serde_yaml::to_string(&c.metrics_service).unwrap());
-    out.push(serde_yaml::to_string(&c.config_map).unwrap());
-    out.extend(c.service_monitor.map(|s| serde_yaml::to_string(&s).unwrap()));
+    out.push(yaml::to_string(&c.daemon_set).unwrap());
+    out.push(yaml::to_string(&c.service).unwrap());
+    out.push(yaml::to_string(&c.metrics_service).unwrap());
+    out.push(yaml::to_string(&c.config_map).unwrap());
+    out.extend(c.service_monitor.map(|s| yaml::to_string(&s).unwrap()));
 }

@@ -38,35 +38,27 @@ pub trait CommonStatus: Clone + Default {
     fn observed_generation(&self) -> Option<i64>;
 }
 
-impl CommonStatus for EngineStatus {
-    fn conditions_mut(&mut self) -> &mut Option<Vec<Condition>> {
-        &mut self.conditions
-    }
-    fn phase_mut(&mut self) -> &mut Option<String> {
-        &mut self.phase
-    }
-    fn observed_generation_mut(&mut self) -> &mut Option<i64> {
-        &mut self.observed_generation
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.observed_generation
-    }
+/// Both statuses name these fields alike.
+macro_rules! common_status {
+    ($($status:ty),+) => {$(
+        impl CommonStatus for $status {
+            fn conditions_mut(&mut self) -> &mut Option<Vec<Condition>> {
+                &mut self.conditions
+            }
+            fn phase_mut(&mut self) -> &mut Option<String> {
+                &mut self.phase
+            }
+            fn observed_generation_mut(&mut self) -> &mut Option<i64> {
+                &mut self.observed_generation
+            }
+            fn observed_generation(&self) -> Option<i64> {
+                self.observed_generation
+            }
+        }
+    )+};
 }
 
-impl CommonStatus for CoordinatorStatus {
-    fn conditions_mut(&mut self) -> &mut Option<Vec<Condition>> {
-        &mut self.conditions
-    }
-    fn phase_mut(&mut self) -> &mut Option<String> {
-        &mut self.phase
-    }
-    fn observed_generation_mut(&mut self) -> &mut Option<i64> {
-        &mut self.observed_generation
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.observed_generation
-    }
-}
+common_status!(EngineStatus, CoordinatorStatus);
 
 /// Status when the spec is not usable: `ConfigValid` and `Ready` become `False` with `reason`,
 /// `phase: Failed`, `observedGeneration`; counts, endpoints and the other conditions keep their
