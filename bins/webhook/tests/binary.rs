@@ -90,13 +90,21 @@ async fn serves_probes_answers_not_ready_and_stops_on_sigterm() {
         "{body}"
     );
 
+    // The admission listener is bound after the probe listener; under load it can lag.
+    let admission: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(admission).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let review = pod_review(
         "uid-1",
         "default",
         template_pod_json(&fixture("seed/deployment.yaml")),
     );
     let reply = https(
-        format!("127.0.0.1:{port}").parse().unwrap(),
+        admission,
         &ca.der(),
         "POST",
         MUTATE_PATH,
