@@ -61,8 +61,8 @@ pub struct Endpoint {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CoordinatorStatus {
-    /// `Pending`, `Running`, `Degraded` or `Failed` (validation, a missing coordinator, a name
-    /// conflict, or a workload, Service or ConfigMap the API server rejected).
+    /// `Pending`, `Running`, `Degraded` or `Failed` (validation, a name conflict, or a
+    /// Deployment or Service the API server rejected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// Desired replicas (Deployment `spec.replicas`).
