@@ -81,18 +81,7 @@ fn index(crds: &[Value]) -> anyhow::Result<String> {
     out.push_str("| Kind | Short name | Plural | What it is |\n|---|---|---|---|\n");
     for crd in crds {
         let kind = text(crd, "/spec/names/kind")?;
-        let short = crd
-            .pointer("/spec/names/shortNames")
-            .and_then(Value::as_array)
-            .map(|names| {
-                names
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(|n| format!("`{n}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
+        let short = short_names(crd);
         let plural = text(crd, "/spec/names/plural")?;
         let summary = cell(text(
             &version(crd)?["schema"]["openAPIV3Schema"],
@@ -107,6 +96,19 @@ fn index(crds: &[Value]) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// The kind's short names, as code: `` `lmc` ``.
+fn short_names(crd: &Value) -> String {
+    let names = crd["spec"]["names"]["shortNames"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    let names: Vec<String> = names
+        .filter_map(Value::as_str)
+        .map(|n| format!("`{n}`"))
+        .collect();
+    names.join(", ")
+}
+
 fn version(crd: &Value) -> anyhow::Result<&Value> {
     crd.pointer("/spec/versions/0").context("CRD without a version")
 }
@@ -118,17 +120,7 @@ fn page(crd: &Value) -> anyhow::Result<String> {
     let name = text(version, "/name")?;
     let schema = &version["schema"]["openAPIV3Schema"];
     let mut out = format!("{GENERATED}\n\n# {kind}\n\n");
-    let short = crd["spec"]["names"]["shortNames"]
-        .as_array()
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(Value::as_str)
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let short = short_names(crd);
     writeln!(
         out,
         "`apiVersion: {group}/{name}`, `kind: {kind}`; namespaced; short name {short}; \
