@@ -5,7 +5,7 @@ use crate::args::engine_args;
 use crate::connection::{ConnectionKind, kv_transfer_config};
 use crate::env;
 use crate::error::RenderError;
-use crate::labels::{Component, selector_labels, standard_labels};
+use crate::labels::{Component, selector_labels, standard_labels, with_user_labels};
 use crate::meta::Owner;
 use crate::pod::{self, cloned_map, container_port, named_target_port, service_port};
 use crate::service_monitor::{ServiceMonitor, service_monitor};
@@ -165,10 +165,7 @@ fn render(
 
     let monitor = &spec.prometheus.service_monitor;
     let service_monitor = (spec.prometheus.enabled && monitor.enabled).then(|| {
-        let mut sm_labels = labels.clone();
-        if let Some(user) = &monitor.labels {
-            sm_labels.extend(user.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
+        let sm_labels = with_user_labels(Component::CacheEngine, name, monitor.labels.as_ref());
         service_monitor(
             owner.child_meta(name.to_string(), sm_labels),
             selector.clone(),
