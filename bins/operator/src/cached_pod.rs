@@ -67,8 +67,7 @@ impl CachedPod {
 
     /// Neither terminating nor finished.
     pub fn is_live(&self) -> bool {
-        self.metadata.deletion_timestamp.is_none()
-            && !matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
+        self.metadata.deletion_timestamp.is_none() && !finished(self.phase.as_deref())
     }
 
     /// Controlled by the object with `uid`.
@@ -180,6 +179,11 @@ macro_rules! pod_view_resource {
 pub(crate) use pod_view_resource;
 
 pod_view_resource!(CachedPod);
+
+/// A pod whose `status.phase` is `Succeeded` or `Failed` runs no more (engine and client pods).
+pub fn finished(phase: Option<&str>) -> bool {
+    matches!(phase, Some("Succeeded" | "Failed"))
+}
 
 /// The `Ready` condition, when it is `True`.
 fn ready_condition(status: &PodStatus) -> Option<&PodCondition> {

@@ -213,7 +213,7 @@ impl From<RawPod> for ClientPod {
             },
             node_name: spec.node_name.unwrap_or_default(),
             started: status.start_time.or(meta.creation_timestamp),
-            finished: matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")),
+            finished: crate::cached_pod::finished(status.phase.as_deref()),
             wiring,
         }
     }

@@ -134,7 +134,7 @@ mod tests {
         ),
         (
             "bins/operator/src/reconcile/restart.rs",
-            "inner: Mutex<HashMap<Uid, HashMap<String, NodeState>>>,",
+            "inner: UidMap<HashMap<String, NodeState>>,",
             "node names (cluster-scoped) within one engine's uid entry",
         ),
     ];

@@ -110,7 +110,7 @@ pub trait EngineKind:
 }
 
 /// The two [`EngineKind`] impls: the kinds differ in these names only (their specs name
-/// `engine`, `status` and `injection.repairMissed` alike, with different types).
+/// `engine`, `status` and `injection_settings` alike, with different types).
 macro_rules! engine_kind {
     ($engine:ty, $kind:expr, $decode:path, $validate:path, $render:path, $store:ident) => {
         impl EngineKind for $engine {
@@ -134,10 +134,7 @@ macro_rules! engine_kind {
                 &stores.$store
             }
             fn repair_missed(&self) -> bool {
-                self.spec
-                    .injection
-                    .as_ref()
-                    .is_some_and(|i| i.repair_missed)
+                self.spec.injection_settings().repair_missed
             }
         }
     };

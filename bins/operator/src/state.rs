@@ -8,6 +8,44 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The one shape of the per-incarnation state: a value per UID behind a mutex. A poisoned lock
+/// (a panic while it was held) is taken over, since every update leaves the map consistent.
+#[derive(Debug)]
+pub struct UidMap<T> {
+    inner: Mutex<HashMap<Uid, T>>,
+}
+
+impl<T> Default for UidMap<T> {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+        }
+    }
+}
+
+impl<T> UidMap<T> {
+    /// Runs `f` with the map locked.
+    pub fn with<R>(&self, f: impl FnOnce(&mut HashMap<Uid, T>) -> R) -> R {
+        f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Drops everything about `uid`.
+    pub fn remove(&self, uid: &Uid) {
+        self.with(|map| map.remove(uid));
+    }
+
+    /// Keeps only the entries whose UID satisfies `live`.
+    pub fn retain(&self, live: impl Fn(&Uid) -> bool) {
+        self.with(|map| map.retain(|uid, _| live(uid)));
+    }
+
+    /// Number of tracked objects.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.with(|map| map.len())
+    }
+}
+
 /// First retry delay after an API error.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest retry delay.
@@ -17,7 +55,7 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// published at most once per generation (operations.md §7).
 #[derive(Debug, Default)]
 pub struct EventLog {
-    inner: Mutex<HashMap<Uid, Published>>,
+    inner: UidMap<Published>,
 }
 
 /// The generation last seen and the (reason, message) pairs published for it.
@@ -26,86 +64,77 @@ type Published = (i64, HashSet<(String, String)>);
 impl EventLog {
     /// Records the pair and returns `true` if it was not yet published for `generation`.
     pub fn first_time(&self, uid: &Uid, generation: i64, reason: &str, message: &str) -> bool {
-        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = map
-            .entry(uid.clone())
-            .or_insert_with(|| (generation, HashSet::new()));
-        if entry.0 != generation {
-            *entry = (generation, HashSet::new());
-        }
-        entry.1.insert((reason.to_string(), message.to_string()))
+        self.inner.with(|map| {
+            let entry = map
+                .entry(uid.clone())
+                .or_insert_with(|| (generation, HashSet::new()));
+            if entry.0 != generation {
+                *entry = (generation, HashSet::new());
+            }
+            entry.1.insert((reason.to_string(), message.to_string()))
+        })
     }
 
     /// Forgets a pair (publishing failed, so it may be tried again).
     pub fn unmark(&self, uid: &Uid, reason: &str, message: &str) {
-        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, set)) = map.get_mut(uid) {
-            set.remove(&(reason.to_string(), message.to_string()));
-        }
+        self.inner.with(|map| {
+            if let Some((_, set)) = map.get_mut(uid) {
+                set.remove(&(reason.to_string(), message.to_string()));
+            }
+        });
     }
 
     /// Drops everything about `uid`.
     pub fn forget(&self, uid: &Uid) {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(uid);
+        self.inner.remove(uid);
     }
 
     /// Keeps only the entries whose UID satisfies `live`.
     pub fn retain(&self, live: impl Fn(&Uid) -> bool) {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|uid, _| live(uid));
+        self.inner.retain(live);
     }
 
     #[cfg(test)]
     /// Number of tracked objects.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.inner.len()
     }
 }
 
 /// Exponential retry delays per object: 1 s doubling to 5 min, reset by a successful reconcile.
 #[derive(Debug, Default)]
 pub struct Backoff {
-    failures: Mutex<HashMap<Uid, u32>>,
+    failures: UidMap<u32>,
 }
 
 impl Backoff {
     /// The delay before retrying `uid` after one more failure.
     pub fn next_delay(&self, uid: &Uid) -> Duration {
-        let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        let failures = map.entry(uid.clone()).or_insert(0);
-        let delay = BACKOFF_BASE
-            .checked_mul(1u32.checked_shl(*failures).unwrap_or(u32::MAX))
-            .unwrap_or(BACKOFF_MAX)
-            .min(BACKOFF_MAX);
-        *failures = failures.saturating_add(1);
-        delay
+        self.failures.with(|map| {
+            let failures = map.entry(uid.clone()).or_insert(0);
+            let delay = BACKOFF_BASE
+                .checked_mul(1u32.checked_shl(*failures).unwrap_or(u32::MAX))
+                .unwrap_or(BACKOFF_MAX)
+                .min(BACKOFF_MAX);
+            *failures = failures.saturating_add(1);
+            delay
+        })
     }
 
     /// Forgets the failures of `uid` (after a success or a deletion).
     pub fn reset(&self, uid: &Uid) {
-        self.failures
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(uid);
+        self.failures.remove(uid);
     }
 
     /// Keeps only the entries whose UID satisfies `live`.
     pub fn retain(&self, live: impl Fn(&Uid) -> bool) {
-        self.failures
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|uid, _| live(uid));
+        self.failures.retain(live);
     }
 
     #[cfg(test)]
     /// Number of objects with failures.
     pub fn len(&self) -> usize {
-        self.failures.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.failures.len()
     }
 }
 
@@ -116,7 +145,7 @@ impl Backoff {
 /// at once. So the last status of a rollout is late by at most the settle time.
 #[derive(Debug)]
 pub struct StatusCoalescer {
-    pending: Mutex<HashMap<Uid, PendingStatus>>,
+    pending: UidMap<PendingStatus>,
     settle: Duration,
     max_wait: Duration,
 }
@@ -152,7 +181,7 @@ impl StatusCoalescer {
     /// A coalescer with other timings (tests use zero: every status is written at once).
     pub fn with_timing(settle: Duration, max_wait: Duration) -> Self {
         Self {
-            pending: Mutex::default(),
+            pending: UidMap::default(),
             settle,
             max_wait,
         }
@@ -160,45 +189,40 @@ impl StatusCoalescer {
 
     /// Decides for `status` of `uid` at `now`.
     pub fn decide(&self, uid: &Uid, status: serde_json::Value, urgent: bool, now: Instant) -> StatusWrite {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if urgent {
-            pending.remove(uid);
-            return StatusWrite::Now;
-        }
-        let entry = pending.entry(uid.clone()).or_insert_with(|| PendingStatus {
-            status: status.clone(),
-            first: now,
-            changed: now,
-        });
-        if entry.status != status {
-            entry.status = status;
-            entry.changed = now;
-        }
-        let settled = entry.changed + self.settle;
-        let deadline = entry.first + self.max_wait;
-        let due = settled.min(deadline);
-        if now >= due {
-            pending.remove(uid);
-            StatusWrite::Now
-        } else {
-            StatusWrite::After(due - now)
-        }
+        self.pending.with(|pending| {
+            if urgent {
+                pending.remove(uid);
+                return StatusWrite::Now;
+            }
+            let entry = pending.entry(uid.clone()).or_insert_with(|| PendingStatus {
+                status: status.clone(),
+                first: now,
+                changed: now,
+            });
+            if entry.status != status {
+                entry.status = status;
+                entry.changed = now;
+            }
+            let settled = entry.changed + self.settle;
+            let deadline = entry.first + self.max_wait;
+            let due = settled.min(deadline);
+            if now >= due {
+                pending.remove(uid);
+                StatusWrite::Now
+            } else {
+                StatusWrite::After(due - now)
+            }
+        })
     }
 
     /// Forgets `uid`'s pending status (written, no longer needed, or the object is gone).
     pub fn forget(&self, uid: &Uid) {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(uid);
+        self.pending.remove(uid);
     }
 
     /// Keeps only the entries whose UID satisfies `live`.
     pub fn retain(&self, live: impl Fn(&Uid) -> bool) {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|uid, _| live(uid));
+        self.pending.retain(live);
     }
 }
 

@@ -292,7 +292,7 @@ mod tests {
         match lookup {
             Lookup::Found(stored) => stored
                 .engine()
-                .and_then(|e| e.spec.payload_image())
+                .and_then(|e| e.spec.injection_settings().payload())
                 .map(|(image, _)| image)
                 .unwrap_or_default(),
             other => format!("{other:?}"),

@@ -208,7 +208,8 @@ pub fn pem_certificate(der: &[u8]) -> String {
     text
 }
 
-fn seconds(duration: Duration) -> i64 {
+/// Whole seconds of `duration` as a unix-time offset (saturating).
+pub(crate) fn seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 

@@ -20,7 +20,7 @@
 //! new CA has taken over as in steps 1–3.
 
 use crate::Error;
-use crate::pki::{self, Cert};
+use crate::pki::{self, Cert, seconds};
 use k8s_openapi::ByteString;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -335,10 +335,6 @@ fn first_cert(pem: &str) -> Result<Cert, Error> {
         .into_iter()
         .next()
         .ok_or(Error::NoSigner)
-}
-
-fn seconds(duration: Duration) -> i64 {
-    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -376,7 +376,7 @@ fn log_step(action: &Action, secret: &str) {
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .map(crate::pki::seconds)
         .unwrap_or(0)
 }
 

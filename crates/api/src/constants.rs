@@ -24,6 +24,9 @@ pub mod labels {
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     /// `app.kubernetes.io/component`.
     pub const COMPONENT: &str = "app.kubernetes.io/component";
+    /// The selector labels: what the workloads and Services select and (`managed-by`) what the
+    /// operator's caches of its children select. A user's labels never override them.
+    pub const SELECTOR: [&str; 3] = [NAME, INSTANCE, MANAGED_BY];
 
     /// Value of `managed-by` on every object the operator creates.
     pub const MANAGED_BY_VALUE: &str = "lmcache-operator";
@@ -125,6 +128,8 @@ pub mod reasons {
     pub const EXTRA_ARGS_OVERRIDE: &str = "ExtraArgsOverride";
     /// Event: a coordinator sets blend-directory tunables while `blendLookup` is false.
     pub const BLEND_LOOKUP_DISABLED: &str = "BlendLookupDisabled";
+    /// Event: `serviceMonitor.labels` sets a selector label, which the operator's value wins.
+    pub const SELECTOR_LABELS_IGNORED: &str = "SelectorLabelsIgnored";
     /// `ConfigValid=True` message.
     pub const VALID_MESSAGE: &str = "Spec validation passed";
     /// `UpToDate=True`.

@@ -2,10 +2,10 @@
 
 use crate::Error;
 use crate::webhook::Webhook;
-use k8s_openapi::api::core::v1::{Container, EnvVar, LocalObjectReference};
+use k8s_openapi::api::core::v1::{Container, EnvVar};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use lmcache_api::v1alpha1::{
-    CacheBlendEngine, EngineSpec, HashAlgorithm, LMCacheEngine, PodConfig, PullPolicy,
+    CacheBlendEngine, EngineSpec, HashAlgorithm, Injection, LMCacheEngine, PodConfig,
 };
 use lmcache_manifest_renderer::{
     ConnectionKind, PYTHON_HASH_SEED, PYTHON_HASH_SEED_ENV, blend_kv_transfer_config, kv_transfer_config,
@@ -22,20 +22,12 @@ pub trait Injectable {
     const WEBHOOK: Webhook;
     /// The engine's metadata (name, namespace, deletion).
     fn metadata(&self) -> &ObjectMeta;
-    /// `injection.targetContainer`, trimmed, when set.
-    fn target_container(&self) -> Option<&str>;
-    /// The payload image and pull policy to stage, if any.
-    fn payload_image(&self) -> Option<(String, PullPolicy)>;
+    /// The engine's injection settings (target container, payload image, pull secrets).
+    fn injection(&self) -> Injection<'_>;
     /// Whether a pod must be skipped (`payload-image-unset`) without a payload image.
     fn requires_payload() -> bool;
-    /// `injection.imagePullSecrets`.
-    fn pull_secrets(&self) -> &[LocalObjectReference];
     /// The target container's own changes: flags and environment (I7, L2–L3).
     fn wire(&self, container: &mut Container, namespace: &str, cluster_domain: &str);
-}
-
-fn trimmed(name: Option<&str>) -> Option<&str> {
-    name.map(str::trim).filter(|n| !n.is_empty())
 }
 
 impl Injectable for CacheBlendEngine {
@@ -44,21 +36,11 @@ impl Injectable for CacheBlendEngine {
     fn metadata(&self) -> &ObjectMeta {
         &self.metadata
     }
-    fn target_container(&self) -> Option<&str> {
-        trimmed(self.spec.injection.as_ref()?.target_container.as_deref())
-    }
-    fn payload_image(&self) -> Option<(String, PullPolicy)> {
-        self.spec.payload_image()
+    fn injection(&self) -> Injection<'_> {
+        self.spec.injection_settings()
     }
     fn requires_payload() -> bool {
         true
-    }
-    fn pull_secrets(&self) -> &[LocalObjectReference] {
-        self.spec
-            .injection
-            .as_ref()
-            .and_then(|i| i.image_pull_secrets.as_deref())
-            .unwrap_or_default()
     }
     /// I7: the cacheblend.md §8 flags in order, then the §9 CUDA-graph mapping (conformance.md
     /// §2.4: vLLM 0.33 defaults to `FULL_AND_PIECEWISE`, so `piecewise` is asked for
@@ -96,21 +78,11 @@ impl Injectable for LMCacheEngine {
     fn metadata(&self) -> &ObjectMeta {
         &self.metadata
     }
-    fn target_container(&self) -> Option<&str> {
-        trimmed(self.spec.injection.as_ref()?.target_container.as_deref())
-    }
-    fn payload_image(&self) -> Option<(String, PullPolicy)> {
-        self.spec.payload_image()
+    fn injection(&self) -> Injection<'_> {
+        self.spec.injection_settings()
     }
     fn requires_payload() -> bool {
         false
-    }
-    fn pull_secrets(&self) -> &[LocalObjectReference] {
-        self.spec
-            .injection
-            .as_ref()
-            .and_then(|i| i.image_pull_secrets.as_deref())
-            .unwrap_or_default()
     }
     /// L2–L3 (connection-webhook.md §4): `PYTHONHASHSEED=0` unless the user sets it, and the
     /// engine's connection JSON exactly as its ConfigMap holds it.
@@ -283,6 +255,6 @@ mod tests {
         assert!(spec.node_selector.is_empty() && spec.pod == PodConfig::default());
         assert_eq!(spec.server.port, 6000);
         assert_eq!(spec.server.hash_algorithm, HashAlgorithm::Builtin);
-        assert_eq!(engine.target_container(), Some("vllm"));
+        assert_eq!(engine.injection().target_container, Some("vllm"));
     }
 }

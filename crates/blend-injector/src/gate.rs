@@ -68,10 +68,10 @@ fn decide<'e, E: Injectable>(
         .filter(|e| e.metadata().namespace.as_deref().is_none_or(|ns| ns == namespace))
         .filter(|e| e.metadata().deletion_timestamp.is_none())
         .ok_or(SkipReason::EngineNotFound)?;
-    if E::requires_payload() && engine.payload_image().is_none() {
+    if E::requires_payload() && engine.injection().payload().is_none() {
         return Err(SkipReason::PayloadImageUnset);
     }
-    let target = target_container(pod, E::WEBHOOK, engine.target_container())
+    let target = target_container(pod, E::WEBHOOK, engine.injection().target_container)
         .ok_or(SkipReason::TargetContainerNotFound)?;
     let container = &containers(pod)[target];
     if container.command.as_ref().is_some_and(|c| !c.is_empty()) {
@@ -93,13 +93,14 @@ fn apply<E: Injectable>(pod: &mut Pod, target: usize, engine: &E, namespace: &st
     let spec = pod.spec.get_or_insert_with(PodSpec::default);
     // CUDA IPC with the engine on the same node.
     spec.host_ipc = Some(true);
-    if let Some((image, pull_policy)) = engine.payload_image() {
+    let injection = engine.injection();
+    if let Some((image, pull_policy)) = injection.payload() {
         stage_payload(
             spec,
             target,
             webhook,
             (image, pull_policy.as_str()),
-            engine.pull_secrets(),
+            injection.image_pull_secrets,
         );
     }
     if let Some(container) = spec.containers.get_mut(target) {

@@ -7,8 +7,8 @@ use crate::env;
 use crate::error::RenderError;
 use crate::labels::{Component, selector_labels, standard_labels};
 use crate::meta::Owner;
-use crate::pod::{self, cloned_map, container_port, named_target_port, service_port};
-use crate::service_monitor::{ServiceMonitor, service_monitor};
+use crate::pod::{self, cloned_map, container_port, service_port};
+use crate::service_monitor::{ServiceMonitor, metrics_service, service_monitor};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service, ServiceSpec,
@@ -85,16 +85,13 @@ pub fn render_coordinator(
     };
 
     let monitored = spec.prometheus.enabled && spec.prometheus.service_monitor.enabled;
-    let metrics_service = monitored.then(|| Service {
-        metadata: owner.child_meta(format!("{name}{METRICS_SUFFIX}"), labels.clone()),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".to_string()),
-            selector: Some(selector.clone()),
-            // The coordinator serves `/metrics` on its HTTP port, not on `prometheus.port`.
-            ports: Some(vec![named_target_port("metrics", spec.port, HTTP_PORT_NAME)]),
-            ..Default::default()
-        }),
-        status: None,
+    // The coordinator's HTTP port is `spec.port`.
+    let metrics_service = monitored.then(|| {
+        metrics_service(
+            owner.child_meta(format!("{name}{METRICS_SUFFIX}"), labels.clone()),
+            &selector,
+            spec.port,
+        )
     });
     let service_monitor = monitored.then(|| {
         service_monitor(

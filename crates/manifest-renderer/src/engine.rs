@@ -5,10 +5,10 @@ use crate::args::engine_args;
 use crate::connection::{ConnectionKind, kv_transfer_config};
 use crate::env;
 use crate::error::RenderError;
-use crate::labels::{Component, selector_labels, standard_labels};
+use crate::labels::{Component, selector_labels, standard_labels, with_user_labels};
 use crate::meta::Owner;
-use crate::pod::{self, cloned_map, container_port, named_target_port, service_port};
-use crate::service_monitor::{ServiceMonitor, service_monitor};
+use crate::pod::{self, cloned_map, container_port, service_port};
+use crate::service_monitor::{ServiceMonitor, metrics_service, service_monitor};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
@@ -140,21 +140,11 @@ fn render(
         status: None,
     };
 
-    let metrics_service = Service {
-        metadata: owner.child_meta(format!("{name}{METRICS_SUFFIX}"), labels.clone()),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".to_string()),
-            selector: Some(selector.clone()),
-            // LMCache serves `/metrics` on its HTTP frontend, not on `prometheus.port`.
-            ports: Some(vec![named_target_port(
-                "metrics",
-                spec.server.http_port,
-                HTTP_PORT_NAME,
-            )]),
-            ..Default::default()
-        }),
-        status: None,
-    };
+    let metrics_service = metrics_service(
+        owner.child_meta(format!("{name}{METRICS_SUFFIX}"), labels.clone()),
+        &selector,
+        spec.server.http_port,
+    );
 
     let json = kv_transfer_config(kind, spec, name, owner.namespace, ctx.cluster_domain);
     let config_map = ConfigMap {
@@ -165,10 +155,7 @@ fn render(
 
     let monitor = &spec.prometheus.service_monitor;
     let service_monitor = (spec.prometheus.enabled && monitor.enabled).then(|| {
-        let mut sm_labels = labels.clone();
-        if let Some(user) = &monitor.labels {
-            sm_labels.extend(user.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
+        let sm_labels = with_user_labels(Component::CacheEngine, name, monitor.labels.as_ref());
         service_monitor(
             owner.child_meta(name.to_string(), sm_labels),
             selector.clone(),

@@ -50,17 +50,35 @@ pub fn standard_labels(component: Component, instance: &str) -> BTreeMap<String,
     out
 }
 
-/// Pod template labels: standard labels, overlaid by the user's `podLabels`, overlaid again by
-/// the selector labels so users can never change what the selector matches.
-pub fn pod_template_labels(
+/// The labels of an object the user adds labels to (the pod template: `podLabels`; an
+/// engine's ServiceMonitor: `serviceMonitor.labels`): the standard labels, overlaid by the
+/// user's, overlaid again by the selector labels, so users can never change what a selector
+/// matches nor hide the object from the operator's caches, which select `managed-by`.
+pub fn with_user_labels(
     component: Component,
     instance: &str,
-    pod_labels: Option<&BTreeMap<String, String>>,
+    user: Option<&BTreeMap<String, String>>,
 ) -> BTreeMap<String, String> {
     let mut out = standard_labels(component, instance);
-    if let Some(user) = pod_labels {
+    if let Some(user) = user {
         out.extend(user.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     out.extend(selector_labels(component, instance));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_selector_labels_are_the_api_s_selector_keys() {
+        for component in [Component::CacheEngine, Component::Coordinator] {
+            let selector = selector_labels(component, "x");
+            let keys: Vec<&str> = selector.keys().map(String::as_str).collect();
+            let mut want = labels::SELECTOR.to_vec();
+            want.sort_unstable();
+            assert_eq!(keys, want);
+        }
+    }
 }

@@ -52,7 +52,7 @@ pub use engine::{
     PYTHON_HASH_SEED_ENV, render_blend_engine, render_engine, resolve_coordinator_url,
 };
 pub use error::RenderError;
-pub use labels::{Component, pod_template_labels, selector_labels, standard_labels};
+pub use labels::{Component, selector_labels, standard_labels, with_user_labels};
 pub use offline::{DEFAULT_NAMESPACE, render_documents};
 pub use service_monitor::ServiceMonitor;
 

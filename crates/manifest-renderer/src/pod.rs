@@ -2,7 +2,7 @@
 //! place the pod pass-through fields ([`PodConfig`]) reach the rendered pod template.
 
 use crate::env;
-use crate::labels::{Component, pod_template_labels};
+use crate::labels::{Component, with_user_labels};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, LocalObjectReference, PodSpec, ServicePort,
 };
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// cannot change the selector labels) and the user's `podAnnotations`.
 pub(crate) fn template_metadata(component: Component, instance: &str, pod: &PodConfig) -> ObjectMeta {
     ObjectMeta {
-        labels: Some(pod_template_labels(component, instance, pod.pod_labels.as_ref())),
+        labels: Some(with_user_labels(component, instance, pod.pod_labels.as_ref())),
         annotations: cloned_map(pod.pod_annotations.as_ref()),
         ..Default::default()
     }

@@ -1,6 +1,9 @@
 //! A typed `monitoring.coreos.com/v1` ServiceMonitor with only the fields the operator sets,
 //! so it can be server-side applied like the built-in kinds.
 
+use crate::engine::HTTP_PORT_NAME;
+use crate::pod::named_target_port;
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
@@ -45,6 +48,33 @@ pub struct Endpoint {
     pub interval: String,
 }
 
+/// Name of the metrics Service's port, which the ServiceMonitor scrapes.
+const METRICS_PORT_NAME: &str = "metrics";
+
+/// The headless metrics Service `N-metrics` of an engine or a coordinator: port `metrics` on
+/// `http_port`, targeting the container's `http` port, where LMCache serves `/metrics` (not on
+/// `prometheus.port`).
+pub(crate) fn metrics_service(
+    meta: ObjectMeta,
+    selector: &BTreeMap<String, String>,
+    http_port: i32,
+) -> Service {
+    Service {
+        metadata: meta,
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            selector: Some(selector.clone()),
+            ports: Some(vec![named_target_port(
+                METRICS_PORT_NAME,
+                http_port,
+                HTTP_PORT_NAME,
+            )]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
 /// A ServiceMonitor scraping `/metrics` on port `metrics` of the Services matching `selector`.
 pub(crate) fn service_monitor(
     meta: ObjectMeta,
@@ -58,7 +88,7 @@ pub(crate) fn service_monitor(
                 match_labels: selector,
             },
             endpoints: vec![Endpoint {
-                port: "metrics".to_string(),
+                port: METRICS_PORT_NAME.to_string(),
                 path: crate::engine::METRICS_PATH.to_string(),
                 interval: interval.to_string(),
             }],

@@ -836,6 +836,22 @@ fn b56_service_monitor() {
     );
 }
 
+/// The operator's caches of its ServiceMonitors select `managed-by`: a user label overriding it
+/// (or another selector label) would hide the ServiceMonitor from them and have it re-applied
+/// forever. The selector labels win, as over `podLabels`; `component` and other labels pass.
+#[test]
+fn service_monitor_labels_cannot_override_the_selector_labels() {
+    let c = engine(
+        "l1: {sizeGB: 60}\nprometheus: {serviceMonitor: {enabled: true, labels: {release: prom, app.kubernetes.io/managed-by: helm, app.kubernetes.io/instance: other, app.kubernetes.io/name: mine, app.kubernetes.io/component: mine}}}",
+    );
+    let labels = c.service_monitor.unwrap().metadata.labels.unwrap();
+    let mut want = standard_engine_labels("my-cache");
+    want.insert("release".into(), "prom".into());
+    want.insert("app.kubernetes.io/component".into(), "mine".into());
+    assert_eq!(to_value(&labels), to_value(&want));
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "lmcache-operator");
+}
+
 #[test]
 fn b57_no_service_monitor_when_prometheus_is_disabled() {
     let c = engine("l1: {sizeGB: 60}\nprometheus: {enabled: false, serviceMonitor: {enabled: true}}");

@@ -76,13 +76,7 @@ pub(crate) fn lmcache_engine_errors(name: &str, spec: &LMCacheEngineSpec) -> Vec
     let mut found = garde_errors(Kind::Engine, spec.validate());
     engine_cross_field(name, &spec.engine, &mut found);
     // E25: the schema's minLength accepts "  "; the operator trims (as for B02).
-    let blank = spec
-        .injection
-        .as_ref()
-        .and_then(|i| i.payload_image.as_ref())
-        .and_then(|p| p.repository.as_deref())
-        .is_some_and(|r| r.trim().is_empty());
-    if blank {
+    if spec.injection_settings().blank_payload_repository() {
         push(&mut found, "E25", "spec.injection.payloadImage.repository");
     }
     found
@@ -96,13 +90,7 @@ pub(crate) fn blend_errors(name: &str, spec: &CacheBlendEngineSpec) -> Vec<Found
         push(&mut found, "B01", "spec.server.chunkSize");
     }
     // B02: the schema's minLength accepts "  "; the operator trims.
-    let blank = spec
-        .injection
-        .as_ref()
-        .and_then(|i| i.payload_image.as_ref())
-        .and_then(|p| p.repository.as_deref())
-        .is_some_and(|r| r.trim().is_empty());
-    if blank {
+    if spec.injection_settings().blank_payload_repository() {
         push(&mut found, "B02", "spec.injection.payloadImage.repository");
     }
     found

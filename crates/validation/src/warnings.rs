@@ -1,6 +1,6 @@
 //! Valid specs that do not do what they seem to: reported as Events, never as errors.
 
-use lmcache_api::constants::reasons;
+use lmcache_api::constants::{labels, reasons};
 use lmcache_api::v1alpha1::{CoordinatorSpec, EngineSpec};
 
 /// An accepted setting that has no effect, or works against the rest of the spec.
@@ -14,10 +14,18 @@ pub struct Warning {
     pub severe: bool,
 }
 
+/// The engine's warnings: `extraArgs` that move a listener, `serviceMonitor.labels` that set a
+/// selector label.
+pub fn engine_warnings(spec: &EngineSpec) -> Vec<Warning> {
+    let mut out = engine_extra_args_warnings(spec);
+    out.extend(service_monitor_label_warnings(spec));
+    out
+}
+
 /// `extraArgs` override the generated flags (last wins), but the probes, Services and the
 /// connection ConfigMap are rendered from the spec: overriding a listen address or port makes
 /// them point where nothing listens.
-pub fn engine_warnings(spec: &EngineSpec) -> Vec<Warning> {
+fn engine_extra_args_warnings(spec: &EngineSpec) -> Vec<Warning> {
     let ports = [
         ("--host", None),
         ("--port", Some(("spec.server.port", spec.server.port))),
@@ -58,6 +66,31 @@ fn extra_args_overrides(args: &[String], flags: &[(&str, Option<(&str, i32)>)]) 
             overridden.join(", ")
         ),
         severe: true,
+    }]
+}
+
+/// `serviceMonitor.labels` cannot set the selector labels: the operator's values win (its
+/// caches of ServiceMonitors select `managed-by`), so a user's value for one has no effect.
+fn service_monitor_label_warnings(spec: &EngineSpec) -> Vec<Warning> {
+    let monitor = &spec.prometheus.service_monitor;
+    if !(spec.prometheus.enabled && monitor.enabled) {
+        return Vec::new();
+    }
+    let user = monitor.labels.as_ref();
+    let set: Vec<&str> = labels::SELECTOR
+        .into_iter()
+        .filter(|key| user.is_some_and(|u| u.contains_key(*key)))
+        .collect();
+    if set.is_empty() {
+        return Vec::new();
+    }
+    vec![Warning {
+        reason: reasons::SELECTOR_LABELS_IGNORED,
+        message: format!(
+            "spec.prometheus.serviceMonitor.labels cannot set {}: the operator's selector labels are kept",
+            set.join(", ")
+        ),
+        severe: false,
     }]
 }
 
@@ -161,5 +194,29 @@ mod tests {
             .map(|w| w.reason)
             .collect();
         assert_eq!(reasons, ["ExtraArgsOverride", "BlendLookupDisabled"]);
+    }
+
+    #[test]
+    fn service_monitor_labels_that_set_a_selector_label_are_reported() {
+        let engine = |monitor: serde_json::Value| -> EngineSpec {
+            serde_json::from_value(json!({"l1": {"sizeGB": 1}, "prometheus": {"serviceMonitor": monitor}}))
+                .unwrap()
+        };
+        let labels = json!({"release": "prom", "app.kubernetes.io/managed-by": "helm",
+                            "app.kubernetes.io/instance": "x", "app.kubernetes.io/component": "mine"});
+        let got = engine_warnings(&engine(json!({"enabled": true, "labels": labels})));
+        assert_eq!(
+            got,
+            [Warning {
+                reason: "SelectorLabelsIgnored",
+                message: "spec.prometheus.serviceMonitor.labels cannot set app.kubernetes.io/instance, app.kubernetes.io/managed-by: the operator's selector labels are kept".to_string(),
+                severe: false,
+            }]
+        );
+        // Other labels (`component` too) are applied; without a ServiceMonitor nothing is.
+        let harmless =
+            json!({"enabled": true, "labels": {"release": "prom", "app.kubernetes.io/component": "mine"}});
+        assert!(engine_warnings(&engine(harmless)).is_empty());
+        assert!(engine_warnings(&engine(json!({"enabled": false, "labels": labels}))).is_empty());
     }
 }

@@ -17,13 +17,14 @@ use crate::error::Error;
 use crate::eviction::{Evicted, evict};
 use crate::keys::{Kind, Uid};
 use crate::metrics::EvictionResult;
+use crate::state::UidMap;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
 use lmcache_api::constants::reasons;
 use lmcache_api::v1alpha1::Endpoint;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -54,35 +55,28 @@ pub struct NodeState {
 /// Per engine (by uid) and node: [`NodeState`].
 #[derive(Debug, Default)]
 pub struct RestartTracker {
-    inner: Mutex<HashMap<Uid, HashMap<String, NodeState>>>,
+    inner: UidMap<HashMap<String, NodeState>>,
 }
 
 impl RestartTracker {
     fn with<R>(&self, uid: &Uid, f: impl FnOnce(&mut HashMap<String, NodeState>) -> R) -> R {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        f(inner.entry(uid.clone()).or_default())
+        self.inner.with(|inner| f(inner.entry(uid.clone()).or_default()))
     }
 
     /// Forgets an engine (deleted, or no longer asking for restarts).
     pub fn forget(&self, uid: &Uid) {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(uid);
+        self.inner.remove(uid);
     }
 
     /// Keeps only the engines `keep` accepts.
     pub fn retain(&self, keep: impl Fn(&Uid) -> bool) {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|uid, _| keep(uid));
+        self.inner.retain(keep);
     }
 
     /// Engines tracked (tests).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.inner.len()
     }
 }
 

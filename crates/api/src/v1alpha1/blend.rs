@@ -191,11 +191,3 @@ pub enum CudaGraphMode {
     /// user's `--compilation-config`/`-cc` JSON object keeps its other keys.
     FullDecodeOnly,
 }
-
-impl CacheBlendEngineSpec {
-    /// The payload image reference, or `None` when it is unset (skip `payload-image-unset`).
-    pub fn payload_image(&self) -> Option<(String, PullPolicy)> {
-        let image = self.injection.as_ref()?.payload_image.as_ref()?;
-        Some((image.reference()?, image.pull_policy))
-    }
-}

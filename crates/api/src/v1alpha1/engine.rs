@@ -114,14 +114,6 @@ pub struct ConnectionInjection {
     pub repair_missed: bool,
 }
 
-impl LMCacheEngineSpec {
-    /// The payload image reference and pull policy, when a payload is configured.
-    pub fn payload_image(&self) -> Option<(String, super::common::PullPolicy)> {
-        let image = self.injection.as_ref()?.payload_image.as_ref()?;
-        Some((image.reference()?, image.pull_policy))
-    }
-}
-
 /// The fields LMCacheEngine and CacheBlendEngine share (flattened into both specs).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Validate)]
 #[serde(rename_all = "camelCase")]
