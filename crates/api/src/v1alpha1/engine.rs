@@ -368,7 +368,8 @@ pub struct ServiceMonitorConfig {
     #[serde(default = "default_interval")]
     #[garde(length(min = 1), pattern(PrometheusDuration))]
     pub interval: String,
-    /// Extra labels on the ServiceMonitor (e.g. `release: kube-prometheus-stack`).
+    /// Extra labels on the ServiceMonitor (e.g. `release: kube-prometheus-stack`); cannot override
+    /// the selector labels (`app.kubernetes.io/name`, `instance`, `managed-by`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[garde(skip)]
     pub labels: Option<BTreeMap<String, String>>,
