@@ -89,7 +89,7 @@ async fn d_a_node_that_starts_matching_gets_a_pod_and_desired_becomes_four() -> 
     .await?;
     s.wait_running(Kind::Engine, name, 3).await?;
 
-    // A fake node shaped like the harness' kwok nodes (xtask/src/cluster.rs), with only the
+    // A fake node shaped like the harness' kwok nodes (xtask/src/cluster/config.rs), with only the
     // pool label and the harness' fake capacity.
     let node: Node = serde_json::from_value(json!({
         "metadata": {
