@@ -317,6 +317,23 @@ impl Kubectl {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Server-side applies `manifest` (YAML on stdin) as `field_manager`, taking over fields
+    /// another manager holds (a rerun against a kept cluster must not conflict with itself).
+    pub fn force_apply(&self, field_manager: &str, manifest: &str) -> anyhow::Result<String> {
+        let field_manager = format!("--field-manager={field_manager}");
+        self.ok(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                &field_manager,
+                "-f",
+                "-",
+            ],
+            Some(manifest),
+        )
+    }
+
     pub fn readyz(&self) -> bool {
         self.output(&["get", "--raw=/readyz", "--request-timeout=5s"], None)
             .map(|o| o.status.success())

@@ -254,17 +254,7 @@ spec:
 "#;
 
 fn register_webhook(kubectl: &Kubectl, base: &str, ca_pem: &str) -> anyhow::Result<()> {
-    kubectl.ok(
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=lmcache-e2e",
-            "-f",
-            "-",
-        ],
-        Some(&webhook_configuration(base, ca_pem)?),
-    )?;
+    kubectl.force_apply("lmcache-e2e", &webhook_configuration(base, ca_pem)?)?;
     // The apiserver picks up webhook configurations through an informer: probe until it calls us.
     let mut last = String::new();
     let probe = cluster::wait_until(

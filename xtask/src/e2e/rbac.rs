@@ -35,17 +35,7 @@ pub fn rbac_list(namespace: &str) -> anyhow::Result<String> {
 /// Applies the ServiceAccounts, ClusterRoles, bindings and the leader-election Role of
 /// install.yaml in `namespace` (which must exist).
 pub fn apply(kubectl: &Kubectl, namespace: &str) -> anyhow::Result<()> {
-    kubectl.ok(
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=lmcache-e2e",
-            "-f",
-            "-",
-        ],
-        Some(&rbac_list(namespace)?),
-    )?;
+    kubectl.force_apply("lmcache-e2e", &rbac_list(namespace)?)?;
     eprintln!("[e2e] install.yaml RBAC applied for namespace {namespace}");
     Ok(())
 }

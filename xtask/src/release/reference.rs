@@ -153,7 +153,7 @@ fn page(crd: &Value) -> anyhow::Result<String> {
             writeln!(out, "{}\n", section["description"].as_str().unwrap_or_default())?;
         }
         out.push_str("| Field | Type | Default | Validation | Description |\n|---|---|---|---|---|\n");
-        fields(&mut out, section, part, true)?;
+        fields(&mut out, section, part)?;
         out.push('\n');
     }
     Ok(out)
@@ -200,7 +200,7 @@ fn rules(out: &mut String, schema: &Value) -> anyhow::Result<()> {
 }
 
 /// Rows for the properties of `schema` (an object), depth first, in name order.
-fn fields(out: &mut String, schema: &Value, path: &str, top: bool) -> anyhow::Result<()> {
+fn fields(out: &mut String, schema: &Value, path: &str) -> anyhow::Result<()> {
     let Some(properties) = schema["properties"].as_object() else {
         return Ok(());
     };
@@ -213,10 +213,7 @@ fn fields(out: &mut String, schema: &Value, path: &str, top: bool) -> anyhow::Re
     for name in names {
         let field = &properties[name.as_str()];
         let field_path = format!("{path}.{name}");
-        let embedded = EMBEDDED
-            .iter()
-            .find(|(field, ..)| *field == name.as_str())
-            .filter(|_| top || path.starts_with("spec"));
+        let embedded = EMBEDDED.iter().find(|(field, ..)| *field == name.as_str());
         let description = match field["description"].as_str() {
             Some(d) if !d.trim().is_empty() => d,
             _ => bail!("{field_path} has no description: give it a doc comment in crates/api"),
@@ -246,9 +243,9 @@ fn fields(out: &mut String, schema: &Value, path: &str, top: bool) -> anyhow::Re
         if embedded.is_some() {
             continue;
         }
-        fields(out, field, &field_path, false)?;
+        fields(out, field, &field_path)?;
         if field["type"] == "array" {
-            fields(out, &field["items"], &format!("{field_path}[]"), false)?;
+            fields(out, &field["items"], &format!("{field_path}[]"))?;
         }
     }
     Ok(())
@@ -383,7 +380,7 @@ mod tests {
     #[test]
     fn a_field_without_description_fails() {
         let schema = serde_json::json!({"properties": {"x": {"type": "string"}}});
-        let error = fields(&mut String::new(), &schema, "spec", true).unwrap_err();
+        let error = fields(&mut String::new(), &schema, "spec").unwrap_err();
         assert!(error.to_string().contains("spec.x has no description"));
     }
 }
