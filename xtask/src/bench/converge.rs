@@ -219,7 +219,7 @@ fn start_operator(paths: &Paths, args: &Args) -> anyhow::Result<(crate::cluster:
             format!("--max-concurrent-reconciles={}", args.concurrency),
         ],
         // install.yaml's environment, so what is measured is what ships.
-        &[crate::release::manifests::ALLOCATOR_ENV],
+        &crate::release::manifests::ALLOCATOR_ENV,
     )?;
     Ok((operator, admin))
 }

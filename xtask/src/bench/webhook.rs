@@ -123,7 +123,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
             "--shutdown-delay-seconds=0".to_string(),
         ],
         // install.yaml's environment, so what is measured is what ships.
-        &[crate::release::manifests::ALLOCATOR_ENV],
+        &crate::release::manifests::ALLOCATOR_ENV,
     )?;
     let floor = phase::spawn(
         paths,

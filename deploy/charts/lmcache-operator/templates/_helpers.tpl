@@ -33,11 +33,18 @@ app.kubernetes.io/part-of: lmcache-operator
 
 {{/* Container settings both programs share: namespace from the downward API, probes, a
      read-only non-root container without capabilities. */}}
-{{- define "lmcache-operator.podNamespaceEnv" -}}
+{{- /* POD_NAMESPACE and the allocator settings measured in docs/benchmarks.md ("Heap
+profile"): one malloc arena per runtime thread, and glibc's mmap threshold pinned at 128 KiB so
+large transient buffers are returned to the system when freed. */ -}}
+{{- define "lmcache-operator.env" -}}
 - name: POD_NAMESPACE
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
+- name: MALLOC_ARENA_MAX
+  value: "2"
+- name: MALLOC_MMAP_THRESHOLD_
+  value: "131072"
 {{- end }}
 
 {{- define "lmcache-operator.probes" -}}
