@@ -2,7 +2,7 @@
 //! duplicate versions, sources), the tool built once from crates.io and cached.
 
 use crate::cluster::{cache_dir, run_build_script};
-use crate::util::run_env;
+use crate::util::{run as sh, run_env};
 
 const CARGO_DENY_VERSION: &str = "0.20.2";
 
@@ -20,6 +20,11 @@ pub fn run() -> anyhow::Result<()> {
         }
         None => bin.into_os_string(),
     };
+    // cargo-deny reads `cargo metadata` for every platform, so the crates of targets this
+    // machine never builds (windows-sys and friends) must be in the local registry too; a build
+    // downloads only the host's (a fresh machine failed here). `cargo fetch` without `--target`
+    // downloads them all from crates.io.
+    sh("cargo", &["fetch", "--locked"])?;
     // Offline: advisories need the RustSec database from GitHub, which CI cannot reach
     // (deny.toml says so); the other checks read only Cargo.lock and the local registry.
     run_env(
