@@ -182,7 +182,7 @@ struct Memory {
 ///   list page (≈ 0.5 MiB of response) every later page, watch body and serialised object above
 ///   128 KiB is carved out of an arena, and the holes it leaves stay resident. Pinned, each such
 ///   buffer is its own mapping, returned whole when freed: the restarted controller at 1000
-///   engines measured 37.1–37.9 MiB (8 restarts) against 38.4–40.1 (6) without it; over a whole
+///   engines measured 37.1–37.9 MiB (9 restarts) against 38.4–40.1 (6) without it; over a whole
 ///   convergence no CPU cost was visible (docs/benchmarks.md); the webhook 0.4 MiB less.
 pub const ALLOCATOR_ENV: [(&str, &str); 2] =
     [("MALLOC_ARENA_MAX", "2"), ("MALLOC_MMAP_THRESHOLD_", "131072")];
