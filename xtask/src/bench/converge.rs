@@ -21,6 +21,8 @@ const CREATE_PARALLEL: usize = 16;
 const FLOOR: &str = "floor";
 const OPERATOR: &str = "op";
 const WRITES: &str = "lmcache_operator_api_writes_total";
+const RECONCILES: &str = "lmcache_operator_reconcile_total";
+const RECONCILE_SECONDS: &str = "lmcache_operator_reconcile_duration_seconds_sum";
 
 /// Results of the convergence phase.
 #[derive(Clone, Debug, Serialize)]
@@ -40,6 +42,11 @@ pub struct Convergence {
     pub operator_writes: BTreeMap<String, f64>,
     /// The operator's `lmcacheengines/status` writes while converging, per engine.
     pub status_writes_per_engine: f64,
+    /// The operator's reconciles while converging, by `kind result`: with `cpu_s` and
+    /// `reconcile_seconds` it tells more work (more reconciles) from slower work.
+    pub operator_reconciles: BTreeMap<String, f64>,
+    /// Seconds spent inside reconciles while converging, by kind (summed over concurrent ones).
+    pub reconcile_seconds: BTreeMap<String, f64>,
     pub steady: Steady,
     pub memory: OperatorMemory,
     pub change: Option<ChangeLatency>,
@@ -118,7 +125,7 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     let (operator, admin) = start_operator(paths, args)?;
     let result = with_operator(client, args, paths, &admin, &operator, instances).await;
     phase::stop(operator).await;
-    let (operator_timing, operator_writes, steady, memory) = result?;
+    let (operator_timing, work, steady, memory) = result?;
     let engines_now = memory.scaled.as_ref().map_or(n, |s| s.engines);
     let change = if args.skip_change {
         None
@@ -133,7 +140,8 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
     if !args.keep {
         delete_phase(client, OPERATOR, Some(timeout)).await?;
     }
-    let status_writes = operator_writes
+    let status_writes = work
+        .writes
         .iter()
         .filter(|(k, _)| k.ends_with("lmcacheengines/status"))
         .map(|(_, v)| v)
@@ -148,8 +156,10 @@ pub async fn run(client: &Client, args: &Args, paths: &Paths) -> anyhow::Result<
         floor: floor_timing,
         operator: operator_timing,
         floor_writes,
-        operator_writes,
+        operator_writes: work.writes,
         status_writes_per_engine: status_writes / n as f64,
+        operator_reconciles: work.reconciles,
+        reconcile_seconds: work.reconcile_seconds,
         steady,
         memory,
         change,
@@ -231,7 +241,7 @@ async fn with_operator(
     admin: &Admin,
     proc: &crate::cluster::proc::Proc,
     instances: i64,
-) -> anyhow::Result<(Timing, BTreeMap<String, f64>, Steady, OperatorMemory)> {
+) -> anyhow::Result<(Timing, Work, Steady, OperatorMemory)> {
     let pid = proc.pid;
     phase::wait_ready(paths, proc, admin.health).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -240,7 +250,7 @@ async fn with_operator(
     create_namespaces(client, OPERATOR, args.namespaces).await?;
     let mut observer = Observer::start(client, OPERATOR, instances).await?;
     let (timing, before, converged_at) = operator_converges(client, args, admin, pid, &mut observer).await?;
-    let writes = writes_between(&before, &converged_at);
+    let work = Work::between(&before, &converged_at);
     let steady = steady_state(args, admin, &converged_at).await?;
     let converged = memory(pid)?;
     let scaled = if args.memory_engines > args.engines {
@@ -251,7 +261,7 @@ async fn with_operator(
     drop(observer);
     Ok((
         timing,
-        writes,
+        work,
         steady,
         OperatorMemory {
             idle,
@@ -341,19 +351,41 @@ fn memory(pid: u32) -> anyhow::Result<Memory> {
     Memory::of(pid).ok_or_else(|| anyhow::anyhow!("cannot read /proc/{pid}/status"))
 }
 
+/// What the operator did between two scrapes of its metrics.
+struct Work {
+    writes: BTreeMap<String, f64>,
+    reconciles: BTreeMap<String, f64>,
+    reconcile_seconds: BTreeMap<String, f64>,
+}
+
+impl Work {
+    fn between(before: &[Sample], after: &[Sample]) -> Self {
+        Self {
+            writes: writes_between(before, after),
+            reconciles: counter_deltas(before, after, RECONCILES, &["kind", "result"]),
+            reconcile_seconds: counter_deltas(before, after, RECONCILE_SECONDS, &["kind"]),
+        }
+    }
+}
+
 /// Increase of the operator's write counter per `verb resource` between two scrapes.
 pub fn writes_between(before: &[Sample], after: &[Sample]) -> BTreeMap<String, f64> {
+    counter_deltas(before, after, WRITES, &["verb", "kind"])
+}
+
+/// Increase of counter `name` between two scrapes, per the values of `labels` joined by spaces;
+/// keys that did not grow are left out.
+fn counter_deltas(
+    before: &[Sample],
+    after: &[Sample],
+    name: &str,
+    labels: &[&str],
+) -> BTreeMap<String, f64> {
     let tally = |samples: &[Sample]| {
         let mut out = BTreeMap::new();
-        for s in samples.iter().filter(|s| s.name == WRITES) {
-            let other: Vec<&str> = s
-                .labels
-                .iter()
-                .filter(|(k, _)| k != "verb")
-                .map(|(_, v)| v.as_str())
-                .collect();
-            let key = format!("{} {}", s.label("verb").unwrap_or("?"), other.join(","));
-            *out.entry(key).or_insert(0.0) += s.value;
+        for s in samples.iter().filter(|s| s.name == name) {
+            let key: Vec<&str> = labels.iter().map(|l| s.label(l).unwrap_or("?")).collect();
+            *out.entry(key.join(" ")).or_insert(0.0) += s.value;
         }
         out
     };
@@ -376,20 +408,27 @@ mod tests {
     #[test]
     fn write_deltas_by_verb_and_resource() {
         let before = parse_samples(
-            "lmcache_operator_api_writes_total{verb=\"PATCH\",resource=\"daemonsets\"} 10\n\
-             lmcache_operator_api_writes_total{verb=\"POST\",resource=\"events\"} 5\n",
+            "lmcache_operator_api_writes_total{verb=\"PATCH\",kind=\"daemonsets\"} 10\n\
+             lmcache_operator_api_writes_total{verb=\"POST\",kind=\"events\"} 5\n\
+             lmcache_operator_reconcile_total{kind=\"LMCacheEngine\",result=\"success\"} 9\n",
         );
         let after = parse_samples(
-            "lmcache_operator_api_writes_total{verb=\"PATCH\",resource=\"daemonsets\"} 12\n\
-             lmcache_operator_api_writes_total{verb=\"POST\",resource=\"events\"} 5\n\
-             lmcache_operator_api_writes_total{verb=\"PATCH\",resource=\"lmcacheengines/status\"} 3\n\
-             lmcache_operator_reconcile_total{kind=\"LMCacheEngine\",result=\"success\"} 99\n",
+            "lmcache_operator_api_writes_total{verb=\"PATCH\",kind=\"daemonsets\"} 12\n\
+             lmcache_operator_api_writes_total{verb=\"POST\",kind=\"events\"} 5\n\
+             lmcache_operator_api_writes_total{verb=\"PATCH\",kind=\"lmcacheengines/status\"} 3\n\
+             lmcache_operator_reconcile_total{kind=\"LMCacheEngine\",result=\"success\"} 99\n\
+             lmcache_operator_reconcile_total{kind=\"LMCacheEngine\",result=\"error\"} 1\n\
+             lmcache_operator_reconcile_duration_seconds_sum{kind=\"LMCacheEngine\"} 2.5\n",
         );
         let d = writes_between(&before, &after);
         assert_eq!(d.len(), 2, "{d:?}");
         assert_eq!(d["PATCH daemonsets"], 2.0);
         assert_eq!(d["PATCH lmcacheengines/status"], 3.0);
         assert!(writes_between(&after, &after).is_empty());
+        let work = Work::between(&before, &after);
+        assert_eq!(work.reconciles["LMCacheEngine success"], 90.0);
+        assert_eq!(work.reconciles["LMCacheEngine error"], 1.0);
+        assert_eq!(work.reconcile_seconds["LMCacheEngine"], 2.5);
     }
 
     #[test]

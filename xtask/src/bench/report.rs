@@ -119,6 +119,24 @@ fn convergence_md(md: &mut String, c: &Convergence) {
             .collect();
         let _ = writeln!(md, "Operator writes while converging: {}\n", list.join(", "));
     }
+    if !c.operator_reconciles.is_empty() {
+        let list: Vec<String> = c
+            .operator_reconciles
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:.0} ({:.2} per engine)", v / c.engines.max(1) as f64))
+            .collect();
+        let inside: Vec<String> = c
+            .reconcile_seconds
+            .iter()
+            .map(|(k, v)| format!("{k}: {v:.1} s"))
+            .collect();
+        let _ = writeln!(
+            md,
+            "Reconciles while converging: {}; time inside reconciles: {}\n",
+            list.join(", "),
+            inside.join(", ")
+        );
+    }
     let _ = writeln!(
         md,
         "## Steady state\n\n{:.0} operator writes in the {} s after convergence{}\n",
@@ -478,6 +496,8 @@ mod tests {
             floor_writes: Default::default(),
             operator_writes: BTreeMap::from([("PATCH daemonsets".to_string(), 300.0)]),
             status_writes_per_engine: 2.5,
+            operator_reconciles: BTreeMap::from([("LMCacheEngine success".to_string(), 750.0)]),
+            reconcile_seconds: BTreeMap::from([("LMCacheEngine".to_string(), 40.0)]),
             steady: Steady {
                 seconds: 60,
                 writes: 2.0,
@@ -557,6 +577,13 @@ mod tests {
         assert!(md.contains("| 300 | 900 | 1200 | 1300 |"), "{md}");
         assert!(
             md.contains("Status writes per engine while converging: 2.50"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "Reconciles while converging: LMCacheEngine success: 750 (2.50 per engine); \
+                 time inside reconciles: LMCacheEngine: 40.0 s"
+            ),
             "{md}"
         );
         assert!(md.contains("| 500 | 500 | 0.100 | 0.200 | 0.400 |"), "{md}");
