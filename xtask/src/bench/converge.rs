@@ -375,12 +375,7 @@ pub fn writes_between(before: &[Sample], after: &[Sample]) -> BTreeMap<String, f
 
 /// Increase of counter `name` between two scrapes, per the values of `labels` joined by spaces;
 /// keys that did not grow are left out.
-fn counter_deltas(
-    before: &[Sample],
-    after: &[Sample],
-    name: &str,
-    labels: &[&str],
-) -> BTreeMap<String, f64> {
+fn counter_deltas(before: &[Sample], after: &[Sample], name: &str, labels: &[&str]) -> BTreeMap<String, f64> {
     let tally = |samples: &[Sample]| {
         let mut out = BTreeMap::new();
         for s in samples.iter().filter(|s| s.name == name) {
