@@ -1,6 +1,7 @@
 //! Command line: `run` (alias `controller`), `render` and `crds`. Every `run` flag can also be
 //! set through an environment variable.
 
+use crate::list_strategy::ListStrategy;
 use clap::{Args, Parser, Subcommand};
 use lmcache_api::constants::DEFAULT_CLUSTER_DOMAIN;
 use lmcache_runtime::{BindAddress, LogFormat};
@@ -71,6 +72,12 @@ pub struct RunArgs {
     #[arg(long, env = "LMCACHE_OPERATOR_WORKER_THREADS", default_value_t = 2,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub worker_threads: u16,
+
+    /// How the watches fill their caches: `auto` streams the initial lists (`sendInitialEvents`)
+    /// when the API server confirms it does (Kubernetes 1.32, 1.34 and later by default), else
+    /// lists in pages of 100.
+    #[arg(long, env = "LMCACHE_OPERATOR_LIST_STRATEGY", value_enum, default_value_t = ListStrategy::Auto)]
+    pub list_strategy: ListStrategy,
 
     /// Log line format.
     #[arg(long, env = "LMCACHE_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]

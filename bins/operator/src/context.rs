@@ -23,7 +23,12 @@ use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use lmcache_api::v1alpha1::{CacheBlendEngine, LMCacheCoordinator, LMCacheEngine};
 use serde_json::Value;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::task::TaskTracker;
+
+/// Events sent at once. They are sent beside the reconciles, not by them (see
+/// [`Context::publish`]); four in flight keep up with four reconcile slots creating engines.
+const EVENT_SENDS: usize = 4;
 
 /// Resyncs in flight when nothing else says (see `run`: twice the reconcile slots).
 const DEFAULT_RESYNC_BUDGET: usize = 8;
@@ -196,7 +201,11 @@ pub struct Context {
     /// Who the operator's Events are reported by.
     pub reporter: Reporter,
     /// (reason, message) pairs already published per object generation.
-    pub events: EventLog,
+    pub events: Arc<EventLog>,
+    /// Events being sent.
+    events_in_flight: TaskTracker,
+    /// Bounds [`Context::events_in_flight`] to [`EVENT_SENDS`] requests at once.
+    event_sends: Arc<Semaphore>,
     /// Per-object error backoff.
     pub backoff: Backoff,
     /// Status writes waiting to settle.
@@ -232,7 +241,9 @@ impl Context {
             cluster_domain: cluster_domain.into(),
             stores,
             reporter: Reporter::from(REPORTER),
-            events: EventLog::default(),
+            events: Arc::default(),
+            events_in_flight: TaskTracker::new(),
+            event_sends: Arc::new(Semaphore::new(EVENT_SENDS)),
             backoff: Backoff::default(),
             statuses: StatusCoalescer::default(),
             coordinator_index: CoordinatorIndex::default(),
@@ -258,9 +269,12 @@ impl Context {
     }
 
     /// Publishes an Event on `regarding` unless this (reason, message) was already published
-    /// for this generation of this incarnation. Failures are logged, not returned: an Event is
-    /// never a reason to retry a reconcile.
-    pub async fn publish(
+    /// for this generation of this incarnation. The Event is sent in the background: a
+    /// reconcile does not hold its worker for it (client-go's event broadcaster is asynchronous
+    /// for the same reason), so a new engine costs its reconcile slot the ownership check and
+    /// the apply, not a third round trip. Failures are logged, not returned: an Event is never
+    /// a reason to retry a reconcile.
+    pub fn publish(
         &self,
         regarding: &ObjectReference,
         generation: i64,
@@ -284,16 +298,31 @@ impl Context {
         // `RolloutStarted` or `ClientsRestarted` with another message would only bump a count.
         // Repeats of one message are already dropped above, per generation.
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        if let Err(error) = recorder.publish(&event, regarding).await {
-            self.events.unmark(&uid, reason, message);
-            tracing::warn!(
-                namespace = regarding.namespace.as_deref().unwrap_or_default(),
-                name = regarding.name.as_deref().unwrap_or_default(),
-                kind = regarding.kind.as_deref().unwrap_or_default(),
-                reason,
-                %error,
-                "cannot publish event"
-            );
-        }
+        let regarding = regarding.clone();
+        let log = self.events.clone();
+        let sends = self.event_sends.clone();
+        self.events_in_flight.spawn(async move {
+            // The semaphore is never closed, so a permit always comes.
+            let _permit = sends.acquire_owned().await;
+            if let Err(error) = recorder.publish(&event, &regarding).await {
+                log.unmark(&uid, &event.reason, event.note.as_deref().unwrap_or_default());
+                tracing::warn!(
+                    namespace = regarding.namespace.as_deref().unwrap_or_default(),
+                    name = regarding.name.as_deref().unwrap_or_default(),
+                    kind = regarding.kind.as_deref().unwrap_or_default(),
+                    reason = event.reason,
+                    %error,
+                    "cannot publish event"
+                );
+            }
+        });
+    }
+
+    /// Waits until every Event published so far was sent or failed: at shutdown, and in tests
+    /// before they look at the Events.
+    pub async fn events_sent(&self) {
+        self.events_in_flight.close();
+        self.events_in_flight.wait().await;
+        self.events_in_flight.reopen();
     }
 }

@@ -18,6 +18,7 @@ mod error;
 mod eviction;
 mod keys;
 mod leader;
+mod list_strategy;
 mod mapping;
 mod metrics;
 mod opt_in;

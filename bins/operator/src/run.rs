@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 /// How long running reconciles may take to finish after SIGTERM.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// How long releasing the Lease may take at shutdown. Drain and release stay below the
+/// How long the Events still queued may take to go out at shutdown.
+const EVENTS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long releasing the Lease may take at shutdown. Drain, Events and release stay below the
 /// controller's `terminationGracePeriodSeconds` (10 s in install.yaml).
 const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -164,11 +166,13 @@ async fn run_leader(
         .with_eviction_client(clients.evictions)
         .with_resyncs(resyncs.clone()),
     );
+    let lists = args.list_strategy.resolve(&client).await;
     let (triggers, streams) = Triggers::channel(resyncs);
     tokio::spawn(triggers.clone().feed_resyncs());
     let watchdog_triggers = triggers.clone();
     spawn_watches(
         &client,
+        lists,
         writers,
         ctx.clone(),
         triggers.clone(),
@@ -212,7 +216,12 @@ async fn run_leader(
     ));
     gate.set(true);
     tracing::info!("watch caches synced; controllers running");
-    let controllers = run_controllers(ctx, streams, args.max_concurrent_reconciles, shutdown.clone());
+    let controllers = run_controllers(
+        ctx.clone(),
+        streams,
+        args.max_concurrent_reconciles,
+        shutdown.clone(),
+    );
     let drained = async {
         shutdown.requested().await;
         tokio::time::sleep(DRAIN_TIMEOUT).await;
@@ -220,6 +229,12 @@ async fn run_leader(
     tokio::select! {
         () = controllers => {}
         () = drained => tracing::warn!("reconciles still running {DRAIN_TIMEOUT:?} after the shutdown request; stopping"),
+    }
+    if tokio::time::timeout(EVENTS_TIMEOUT, ctx.events_sent())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Events still unsent {EVENTS_TIMEOUT:?} after the reconciles stopped; dropping them");
     }
     Ok(())
 }

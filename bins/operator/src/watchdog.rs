@@ -239,8 +239,7 @@ async fn report(ctx: &Context, pod: &Unmarked, engine: Option<&(ObjectReference,
         EventType::Warning,
         reasons::INJECTION_MISSED,
         &message,
-    )
-    .await;
+    );
     if let Some((regarding, generation, repair)) = engine {
         let then = if *repair && pod.controller.is_some() {
             "; it is evicted once the webhook is ready (injection.repairMissed)"
@@ -260,8 +259,7 @@ async fn report(ctx: &Context, pod: &Unmarked, engine: Option<&(ObjectReference,
             EventType::Warning,
             reasons::INJECTION_MISSED,
             &message,
-        )
-        .await;
+        );
     }
 }
 
@@ -281,8 +279,7 @@ async fn repair(ctx: &Context, pod: &Unmarked, regarding: &ObjectReference, gene
                 EventType::Normal,
                 reasons::MISSED_INJECTION_REPAIRED,
                 &message,
-            )
-            .await;
+            );
         }
         Ok(Evicted::Refused(reason)) => {
             let message = format!(
@@ -297,8 +294,7 @@ async fn repair(ctx: &Context, pod: &Unmarked, regarding: &ObjectReference, gene
                 EventType::Warning,
                 reasons::MISSED_INJECTION_REPAIR_BLOCKED,
                 &message,
-            )
-            .await;
+            );
         }
         Err(error) => {
             tracing::warn!(namespace = %pod.namespace, pod = %pod.name, %error, "cannot evict a missed pod; retrying");

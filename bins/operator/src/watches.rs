@@ -9,6 +9,7 @@ use crate::cached_pod::CachedPod;
 use crate::children::{service_monitor_gvk, service_monitor_resource};
 use crate::context::{Context, Stores, Writers};
 use crate::keys::{Kind, ObjectKey, Uid};
+use crate::list_strategy::ListStrategy;
 use crate::mapping::{engines_of_coordinator, engines_of_pod, owner_of};
 use crate::opt_in::OptIn;
 use crate::packed::Packed;
@@ -203,19 +204,16 @@ pub(crate) async fn drive<K>(
     }
 }
 
-/// Objects per list page. A page's JSON is read whole before its objects are decoded (and
-/// packed, or cut down to a `CachedPod`), so the page bounds the transient memory of a
-/// (re)list: 500 pods (the watcher's default) are several MiB of response; 100 are a fifth.
-const LIST_PAGE_SIZE: u32 = 100;
-
-fn managed_by() -> watcher::Config {
-    watcher::Config::default()
-        .labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE))
-        .page_size(LIST_PAGE_SIZE)
+fn managed_by(lists: ListStrategy) -> watcher::Config {
+    lists.apply(watcher::Config::default().labels(&format!(
+        "{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGED_BY_VALUE
+    )))
 }
 
-/// The watch of `api`. Lists are paged ([`LIST_PAGE_SIZE`]), so a relist never holds a whole
-/// fleet in one response. What a cache keeps of each object is decided by its type (`Packed`,
+/// The watch of `api`. Lists are streamed or paged ([`ListStrategy`]), so a relist never holds
+/// a whole fleet in one response. What a cache keeps of each object is decided by its type (`Packed`,
 /// `CachedPod`) or, for custom resources, by `slim`.
 fn watch_stream<K>(
     api: Api<K>,
@@ -437,6 +435,7 @@ fn spawn_watch<K>(
 /// Spawns every watch. The ServiceMonitor watch runs only while the API is served.
 pub fn spawn_watches(
     client: &Client,
+    lists: ListStrategy,
     writers: Writers,
     ctx: Arc<Context>,
     triggers: Triggers,
@@ -456,7 +455,7 @@ pub fn spawn_watches(
         opt_in,
         missed: _,
     } = writers;
-    let all = watcher::Config::default().page_size(LIST_PAGE_SIZE);
+    let all = lists.apply(watcher::Config::default());
     spawn_watch(
         watch_stream(
             Api::<DeserializeGuard<LMCacheEngine>>::all(client.clone()),
@@ -491,35 +490,51 @@ pub fn spawn_watches(
         health,
     );
     spawn_watch(
-        watch_stream(Api::<Packed<DaemonSet>>::all(client.clone()), managed_by(), keep),
+        watch_stream(
+            Api::<Packed<DaemonSet>>::all(client.clone()),
+            managed_by(lists),
+            keep,
+        ),
         daemon_sets,
         child_hook(triggers.clone(), ctx.stores.clone()),
         "daemonsets",
         health,
     );
     spawn_watch(
-        watch_stream(Api::<Packed<Deployment>>::all(client.clone()), managed_by(), keep),
+        watch_stream(
+            Api::<Packed<Deployment>>::all(client.clone()),
+            managed_by(lists),
+            keep,
+        ),
         deployments,
         child_hook(triggers.clone(), ctx.stores.clone()),
         "deployments",
         health,
     );
     spawn_watch(
-        watch_stream(Api::<Packed<Service>>::all(client.clone()), managed_by(), keep),
+        watch_stream(
+            Api::<Packed<Service>>::all(client.clone()),
+            managed_by(lists),
+            keep,
+        ),
         services,
         child_hook(triggers.clone(), ctx.stores.clone()),
         "services",
         health,
     );
     spawn_watch(
-        watch_stream(Api::<Packed<ConfigMap>>::all(client.clone()), managed_by(), keep),
+        watch_stream(
+            Api::<Packed<ConfigMap>>::all(client.clone()),
+            managed_by(lists),
+            keep,
+        ),
         config_maps,
         child_hook(triggers.clone(), ctx.stores.clone()),
         "configmaps",
         health,
     );
     spawn_watch(
-        watch_stream(Api::<CachedPod>::all(client.clone()), managed_by(), keep),
+        watch_stream(Api::<CachedPod>::all(client.clone()), managed_by(lists), keep),
         pods,
         pod_hook(triggers.clone(), ctx.stores.pod_index.clone()),
         "pods",
@@ -530,9 +545,7 @@ pub fn spawn_watches(
             OptIn::Blend => "pods opted into the CacheBlend webhook",
             OptIn::Connection => "pods opted into the connection webhook",
         });
-        let config = watcher::Config::default()
-            .labels(&which.selector())
-            .page_size(LIST_PAGE_SIZE);
+        let config = lists.apply(watcher::Config::default().labels(&which.selector()));
         let stream = watcher(Api::<PartialObjectMeta<Pod>>::all(client.clone()), config).default_backoff();
         let cache = opt_in.clone();
         tokio::spawn(async move {
@@ -547,6 +560,7 @@ pub fn spawn_watches(
     ));
     tokio::spawn(watch_service_monitors(
         client.clone(),
+        lists,
         service_monitors,
         ctx,
         triggers,
@@ -557,6 +571,7 @@ pub fn spawn_watches(
 /// Watches ServiceMonitors while the API is available; empties the cache when it goes away.
 async fn watch_service_monitors(
     client: Client,
+    lists: ListStrategy,
     mut writer: Writer<Packed<DynamicObject>>,
     ctx: Arc<Context>,
     triggers: Triggers,
@@ -569,7 +584,7 @@ async fn watch_service_monitors(
         }
         let api = Api::<Packed<DynamicObject>>::all_with(client.clone(), &service_monitor_resource());
         let watch = run_watch(
-            watch_stream(api, managed_by(), keep),
+            watch_stream(api, managed_by(lists), keep),
             &mut writer,
             child_hook(triggers.clone(), ctx.stores.clone()),
             "servicemonitors",

@@ -190,8 +190,7 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
             event_type,
             warning.reason,
             &warning.message,
-        )
-        .await;
+        );
     }
 
     // 3. Resolve the coordinator in the object's own namespace (MT-5).
@@ -244,14 +243,14 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
             EventType::Warning,
             reasons::SERVICE_MONITOR_UNAVAILABLE,
             message,
-        )
-        .await;
+        );
     }
     let applied =
         apply::apply_children(ctx, target.namespace, uid, target.generation, &plan, &mut live).await?;
-    // The apply step's Events are sent together with the status write (one round trip, not one
-    // each, while the reconcile holds its worker).
-    let mut events: Vec<(EventType, &str, String)> = Vec::new();
+    // The apply step's Events go out in the background (see `Context::publish`).
+    let publish = |type_, reason: &str, message: &str| {
+        ctx.publish(&target.regarding, target.generation, type_, reason, message);
+    };
     for (reason, list) in [
         ("Created", &applied.created),
         ("Updated", &applied.updated),
@@ -259,25 +258,22 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
     ] {
         if !list.is_empty() {
             tracing::info!(children = ?list, "{reason} children");
-            events.push((EventType::Normal, reason, format!("{reason} {}", list.join(", "))));
+            publish(
+                EventType::Normal,
+                reason,
+                &format!("{reason} {}", list.join(", ")),
+            );
         }
     }
     for message in &applied.rollouts {
         tracing::info!(%message, "rollout started");
-        events.push((EventType::Normal, reasons::ROLLOUT_STARTED, message.clone()));
+        publish(EventType::Normal, reasons::ROLLOUT_STARTED, message);
     }
     let failure = rejection_report(&applied.rejected);
     for rejected in &applied.rejected {
         tracing::warn!(message = %rejected.message, "child rejected by the API server");
-        events.push((
-            EventType::Warning,
-            reasons::APPLY_FAILED,
-            rejected.message.clone(),
-        ));
+        publish(EventType::Warning, reasons::APPLY_FAILED, &rejected.message);
     }
-    let publish_events = futures::future::join_all(events.iter().map(|(type_, reason, message)| {
-        ctx.publish(&target.regarding, target.generation, *type_, reason, message)
-    }));
 
     // 7. Client restarts, for engines asking for them (rollouts.md §4).
     let uid = Uid(uid.to_string());
@@ -315,27 +311,23 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
             .statuses
             .decide(&uid, serde_json::to_value(&new_status)?, urgent, Instant::now());
         if let StatusWrite::After(after) = write {
-            publish_events.await;
             let after = restart_after.map_or(after, |r| r.min(after));
             return Ok(Outcome::StatusPending(after));
         }
     }
     // Writes nothing when the stored status is already this one.
     let resource = ApiResource::erase::<K>(&());
-    let (_, written) = futures::future::join(
-        publish_events,
-        status::write_status(
-            &ctx.client,
-            &resource,
-            target.namespace,
-            target.name,
-            obj.status(),
-            &new_status,
-        ),
+    let written = status::write_status(
+        &ctx.client,
+        &resource,
+        target.namespace,
+        target.name,
+        obj.status(),
+        &new_status,
     )
-    .await;
+    .await?;
     // Announced with the write that shows it (a coalesced status is announced when written).
-    if written? && let Some(message) = completed {
+    if written && let Some(message) = completed {
         tracing::info!(%message, "rollout complete");
         ctx.publish(
             &target.regarding,
@@ -343,8 +335,7 @@ async fn run<K: Primary>(guard: &DeserializeGuard<K>, ctx: &Context) -> Result<O
             EventType::Normal,
             reasons::ROLLOUT_COMPLETE,
             &message,
-        )
-        .await;
+        );
     }
     match (failure, restart_after) {
         // Retried with the per-object backoff: a policy or a quota may change.
@@ -390,8 +381,7 @@ async fn fail<K: Primary>(
         EventType::Warning,
         reason,
         message,
-    )
-    .await;
+    );
     let new_status: K::Status =
         status::failed_status(old, reason, message, target.generation, &status::now());
     status::write_status(

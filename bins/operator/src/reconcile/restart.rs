@@ -266,8 +266,7 @@ pub async fn restart_clients(
                 EventType::Normal,
                 reasons::CLIENTS_RESTARTED,
                 &message,
-            )
-            .await;
+            );
         }
         if refused.is_empty() {
             ctx.restarts.with(engine.uid, |nodes| {
@@ -312,8 +311,7 @@ pub async fn restart_clients(
                 EventType::Warning,
                 reasons::CLIENT_RESTART_BLOCKED,
                 &message,
-            )
-            .await;
+            );
         }
     }
     Ok(again)

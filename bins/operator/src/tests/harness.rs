@@ -175,12 +175,14 @@ impl Harness {
         );
     }
 
-    /// One reconcile of the cached object `ns/name`.
+    /// One reconcile of the cached object `ns/name`, and the Events it published.
     pub async fn reconcile<K: Primary>(&self, ns: &str, name: &str) -> Result<Action, Error> {
         let obj = K::store(&self.ctx.stores)
             .get(&ObjectRef::new(name).within(ns))
             .unwrap_or_else(|| panic!("{ns}/{name} not cached"));
-        reconcile::<K>(obj, self.ctx.clone()).await
+        let action = reconcile::<K>(obj, self.ctx.clone()).await;
+        self.ctx.events_sent().await;
+        action
     }
 
     /// Reconciles, then refreshes the caches (as the watch events would).
