@@ -50,10 +50,21 @@ pub enum ListStrategy {
 impl ListStrategy {
     /// `Streaming` or `Paged`: `Auto` asks the API server.
     pub async fn resolve(self, client: &Client) -> Self {
-        match self {
+        let resolved = match self {
             Self::Auto if streaming_supported(client).await => Self::Streaming,
             Self::Auto => Self::Paged,
             chosen => chosen,
+        };
+        tracing::info!(requested = self.name(), "initial lists: {}", resolved.name());
+        resolved
+    }
+
+    /// The flag's spelling.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Streaming => "streaming",
+            Self::Paged => "paged",
         }
     }
 
