@@ -1,6 +1,7 @@
 //! What every reconcile shares: the client, the watch caches, the event recorder and the
 //! per-object state.
 
+use crate::applied::AppliedChildren;
 use crate::cached_pod::CachedPod;
 use crate::children::{ChildKind, service_monitor_resource};
 use crate::client_cache::{ClientCache, ClientDemand};
@@ -63,6 +64,8 @@ pub struct Stores {
     pub opt_in: OptInCache,
     /// Missed injections per engine (`status.missedInjections`).
     pub missed: MissedCounts,
+    /// Applied children whose watch event is still due; [`Stores::child`] reads through it.
+    pub applied: Arc<AppliedChildren>,
 }
 
 /// The write handles matching [`Stores`], fed by the watches (or by tests).
@@ -91,6 +94,8 @@ pub struct Writers {
     pub opt_in: OptInCache,
     /// See [`Stores::missed`] (shared with the stores).
     pub missed: MissedCounts,
+    /// See [`Stores::applied`] (shared with the stores).
+    pub applied: Arc<AppliedChildren>,
 }
 
 impl Default for Writers {
@@ -108,6 +113,7 @@ impl Default for Writers {
             pod_index: PodIndex::default(),
             opt_in: OptInCache::default(),
             missed: MissedCounts::default(),
+            applied: Arc::default(),
         }
     }
 }
@@ -128,6 +134,7 @@ impl Writers {
             pod_index: self.pod_index.clone(),
             opt_in: self.opt_in.clone(),
             missed: self.missed.clone(),
+            applied: self.applied.clone(),
         }
     }
 }
@@ -141,8 +148,14 @@ where
 }
 
 impl Stores {
-    /// The cached child `namespace/name` of `kind`, as JSON.
+    /// The child `namespace/name` of `kind` as JSON: the cached object, or the operator's own
+    /// apply of it while the watch has not delivered that yet ([`AppliedChildren`]).
     pub fn child(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Value> {
+        let cached = self.cached_child(kind, namespace, name);
+        self.applied.current(kind, namespace, name, cached)
+    }
+
+    fn cached_child(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Value> {
         match kind {
             ChildKind::DaemonSet => cached_json(&self.daemon_sets, &ObjectRef::new(name).within(namespace)),
             ChildKind::Deployment => cached_json(&self.deployments, &ObjectRef::new(name).within(namespace)),

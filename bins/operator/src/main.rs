@@ -5,6 +5,7 @@
 //! ownership check → server-side apply (only children that are not converged) → status (only
 //! when it changed). See `docs/operator.md`.
 
+mod applied;
 mod cached_pod;
 mod children;
 mod cli;

@@ -6,7 +6,7 @@
 //! metadata watches of the pods opted into each webhook feed the missed-injection watchdog.
 
 use crate::cached_pod::CachedPod;
-use crate::children::{service_monitor_gvk, service_monitor_resource};
+use crate::children::{ChildKind, service_monitor_gvk, service_monitor_resource};
 use crate::context::{Context, Stores, Writers};
 use crate::keys::{Kind, ObjectKey, Uid};
 use crate::list_strategy::ListStrategy;
@@ -233,18 +233,35 @@ fn keep<K>(_: &mut K) {}
 /// while the watch was not running (a watch that started late, like the ServiceMonitor one
 /// when its API appears, or one that resynced after an error), so after every list every
 /// custom resource is reconciled once: a child deleted in that gap is recreated now, not at the
-/// next resync.
+/// next resync. Each event also settles the operator's expectation of its own apply
+/// ([`crate::applied`]).
 pub(crate) fn child_hook<K: Resource<DynamicType = D> + Clone, D: Eq + Hash + Clone>(
+    kind: ChildKind,
     triggers: Triggers,
     stores: Stores,
 ) -> impl FnMut(&watcher::Event<K>, &Store<K>) {
     move |event, _store| match event {
         watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => {
-            if let Some(owner) = owner_of(obj.meta()) {
+            let meta = obj.meta();
+            let (namespace, name) = (
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+            );
+            if matches!(event, watcher::Event::Delete(_)) {
+                stores.applied.deleted(kind, namespace, name);
+            } else {
+                stores
+                    .applied
+                    .observed(kind, namespace, name, meta.resource_version.as_deref());
+            }
+            if let Some(owner) = owner_of(meta) {
                 triggers.send(&owner);
             }
         }
-        watcher::Event::InitDone => triggers.resync_all(&stores),
+        watcher::Event::InitDone => {
+            stores.applied.relisted(kind);
+            triggers.resync_all(&stores);
+        }
         watcher::Event::Init | watcher::Event::InitApply(_) => {}
     }
 }
@@ -454,6 +471,7 @@ pub fn spawn_watches(
         pod_index: _,
         opt_in,
         missed: _,
+        applied: _,
     } = writers;
     let all = lists.apply(watcher::Config::default());
     spawn_watch(
@@ -496,7 +514,7 @@ pub fn spawn_watches(
             keep,
         ),
         daemon_sets,
-        child_hook(triggers.clone(), ctx.stores.clone()),
+        child_hook(ChildKind::DaemonSet, triggers.clone(), ctx.stores.clone()),
         "daemonsets",
         health,
     );
@@ -507,7 +525,7 @@ pub fn spawn_watches(
             keep,
         ),
         deployments,
-        child_hook(triggers.clone(), ctx.stores.clone()),
+        child_hook(ChildKind::Deployment, triggers.clone(), ctx.stores.clone()),
         "deployments",
         health,
     );
@@ -518,7 +536,7 @@ pub fn spawn_watches(
             keep,
         ),
         services,
-        child_hook(triggers.clone(), ctx.stores.clone()),
+        child_hook(ChildKind::Service, triggers.clone(), ctx.stores.clone()),
         "services",
         health,
     );
@@ -529,7 +547,7 @@ pub fn spawn_watches(
             keep,
         ),
         config_maps,
-        child_hook(triggers.clone(), ctx.stores.clone()),
+        child_hook(ChildKind::ConfigMap, triggers.clone(), ctx.stores.clone()),
         "configmaps",
         health,
     );
@@ -586,7 +604,7 @@ async fn watch_service_monitors(
         let watch = run_watch(
             watch_stream(api, managed_by(lists), keep),
             &mut writer,
-            child_hook(triggers.clone(), ctx.stores.clone()),
+            child_hook(ChildKind::ServiceMonitor, triggers.clone(), ctx.stores.clone()),
             "servicemonitors",
             &health,
         );

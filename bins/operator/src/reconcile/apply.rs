@@ -111,7 +111,13 @@ pub async fn apply_children(
                 None => return Err(error.into()),
             },
         };
-        let response = serde_json::to_value(&response)?;
+        let json = serde_json::to_value(&response)?;
+        // Until the watch delivers this version, the next reconcile reads it from here, not
+        // from a cache that may still lack the child (`crate::applied`).
+        ctx.stores
+            .applied
+            .record(child.kind, namespace, &child.name, response);
+        let response = json;
         match live.get(&key) {
             Some(before) => {
                 if child.kind == ChildKind::DaemonSet

@@ -1,6 +1,7 @@
 //! A reconcile context wired to [`FakeApi`], with watch caches refilled from the fake's state.
 
 use super::fake_api::FakeApi;
+use crate::children::ChildKind;
 use crate::context::{Context, ServiceMonitorApi, Writers};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -146,27 +147,27 @@ impl Harness {
         refill(
             &mut w.daemon_sets,
             of("daemonsets", true),
-            child_hook(t.clone(), ctx.stores.clone()),
+            child_hook(ChildKind::DaemonSet, t.clone(), ctx.stores.clone()),
         );
         refill(
             &mut w.deployments,
             of("deployments", true),
-            child_hook(t.clone(), ctx.stores.clone()),
+            child_hook(ChildKind::Deployment, t.clone(), ctx.stores.clone()),
         );
         refill(
             &mut w.services,
             of("services", true),
-            child_hook(t.clone(), ctx.stores.clone()),
+            child_hook(ChildKind::Service, t.clone(), ctx.stores.clone()),
         );
         refill(
             &mut w.config_maps,
             of("configmaps", true),
-            child_hook(t.clone(), ctx.stores.clone()),
+            child_hook(ChildKind::ConfigMap, t.clone(), ctx.stores.clone()),
         );
         refill(
             &mut w.service_monitors,
             of("servicemonitors", true),
-            child_hook(t.clone(), ctx.stores.clone()),
+            child_hook(ChildKind::ServiceMonitor, t.clone(), ctx.stores.clone()),
         );
         refill(
             &mut w.pods,

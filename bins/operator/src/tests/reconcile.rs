@@ -976,7 +976,11 @@ async fn a_child_list_reconciles_every_custom_resource() {
     h.create(COORDINATORS, "LMCacheCoordinator", "team-a", "c", json!({}));
     h.take_triggers();
     let writer = Writer::<DynamicObject>::new(ApiResource::erase::<LMCacheEngine>(&()));
-    let mut hook = child_hook(h.triggers.clone(), h.ctx.stores.clone());
+    let mut hook = child_hook(
+        crate::children::ChildKind::ServiceMonitor,
+        h.triggers.clone(),
+        h.ctx.stores.clone(),
+    );
     hook(&Event::Init, &writer.as_reader());
     assert!(h.take_triggers().is_empty());
     hook(&Event::InitDone, &writer.as_reader());
@@ -1191,4 +1195,32 @@ async fn relist_reconciles_are_resyncs_queued_behind_changes() {
         "{queued:?}"
     );
     assert_eq!(queued.len(), 3, "each key once: {queued:?}");
+}
+
+/// The watch lags the apply: a reconcile queued meanwhile (by another child's event) finds the
+/// children missing from its caches. It reads the apply's responses instead (no GET), applies
+/// nothing again and announces no `Updated` for children it has just created.
+#[tokio::test]
+async fn a_reconcile_before_the_watch_catches_up_reapplies_nothing() {
+    let mut h = Harness::new(true);
+    h.create(ENGINES, "LMCacheEngine", "default", "my-cache", minimal());
+    h.reconcile::<LMCacheEngine>("default", "my-cache").await.unwrap();
+    assert_eq!(event_reasons(&h), ["Normal Created"]);
+    assert_eq!(h.ctx.stores.applied.len(), 4);
+    h.fake.take_requests();
+    // No sync: the child caches are still empty.
+    h.reconcile::<LMCacheEngine>("default", "my-cache").await.unwrap();
+    let requests = h.fake.take_requests();
+    // Only the status again (the engine's own cache has not seen the first write either).
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.starts_with("PATCH ") && r.ends_with("/status")),
+        "{requests:?}"
+    );
+    assert!(event_reasons(&h).is_empty());
+    h.sync();
+    assert_eq!(h.ctx.stores.applied.len(), 0);
+    h.reconcile::<LMCacheEngine>("default", "my-cache").await.unwrap();
+    assert!(h.fake.take_requests().is_empty());
 }
