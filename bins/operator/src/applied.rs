@@ -127,6 +127,7 @@ impl AppliedChildren {
     }
 
     /// Entries held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()
     }
