@@ -7,9 +7,16 @@
 //! find a child that is not converged, apply it again (a no-op write) and announce `Updated` on
 //! a child it had just created. The bench saw that for one new engine in five, nearly always its
 //! lookup Service (the ClusterIP allocation makes its event the last of the four). So each
-//! applied child's response is kept, packed like the cache's objects, until the watch delivers
-//! that resourceVersion; a deletion, a relist of the kind or [`EXPECTATION_TTL`] also end it.
-//! [`crate::context::Stores::child`] prefers it to the cached object meanwhile.
+//! applied child's response is kept, packed like the cache's objects, until the cache holds that
+//! resourceVersion or a later one; a deletion, a relist of the kind or [`EXPECTATION_TTL`] also
+//! end it. [`crate::context::Stores::child`] prefers it to an older cached object meanwhile.
+//!
+//! "Later" compares resourceVersions as numbers, which Kubernetes guarantees for objects of one
+//! kind since 1.35 (KEP-5504, comparable resource versions; etcd revisions before that). The
+//! watch may deliver a version before the apply's response is read, and the DaemonSet
+//! controller's status updates follow at once, so equality alone would miss the cache catching
+//! up and keep serving the response, with its empty status, to the status step. A version
+//! that is not a plain number ends the expectation: the cache is trusted.
 //!
 //! Entries live for one watch delay (well under a second), so only the applies in flight are
 //! held: a few KiB, not a second cache.
@@ -49,6 +56,16 @@ fn key(kind: ChildKind, namespace: &str, name: &str) -> ChildKey {
 
 fn resource_version(json: &Value) -> Option<&str> {
     json.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+}
+
+/// `seen` is at least `applied`: the cache reflects the apply. Versions that are not plain
+/// decimal numbers count as caught up (see the module documentation).
+fn caught_up(seen: Option<&str>, applied: Option<&str>) -> bool {
+    let number = |rv: Option<&str>| rv.and_then(|rv| rv.parse::<u64>().ok());
+    match (number(seen), number(applied)) {
+        (Some(seen), Some(applied)) => seen >= applied,
+        _ => true,
+    }
 }
 
 impl AppliedChildren {
@@ -93,24 +110,25 @@ impl AppliedChildren {
         let Some(expected) = map.get(&key) else {
             return cached;
         };
-        let caught_up = cached.as_ref().is_some_and(|c| {
-            expected.resource_version.is_some() && resource_version(c) == expected.resource_version.as_deref()
-        });
-        if caught_up || expected.at.elapsed() >= EXPECTATION_TTL {
+        let cache_is_current = cached
+            .as_ref()
+            .is_some_and(|c| caught_up(resource_version(c), expected.resource_version.as_deref()));
+        if cache_is_current || expected.at.elapsed() >= EXPECTATION_TTL {
             map.remove(&key);
             return cached;
         }
         expected.object.to_json().or(cached)
     }
 
-    /// The watch delivered `kind namespace/name` at `resource_version`: once that is the applied
-    /// one, the cache holds it (the hook runs after the cache was updated).
+    /// The watch delivered `kind namespace/name` at `resource_version`: from the applied version
+    /// on, the cache holds it (the hook runs after the cache was updated).
     pub fn observed(&self, kind: ChildKind, namespace: &str, name: &str, resource_version: Option<&str>) {
         let mut map = self.lock();
         let key = key(kind, namespace, name);
-        if map.get(&key).is_some_and(|e| {
-            e.resource_version.is_some() && e.resource_version.as_deref() == resource_version
-        }) {
+        if map
+            .get(&key)
+            .is_some_and(|e| caught_up(resource_version, e.resource_version.as_deref()))
+        {
             map.remove(&key);
         }
     }
@@ -170,6 +188,26 @@ mod tests {
         applied.observed(S, "a", "cache", Some("10"));
         assert_eq!(applied.len(), 0);
         assert_eq!(applied.current(S, "a", "cache", cached("10")), cached("10"));
+        // So does a later one: the applied version's event came before the response was read.
+        applied.record(S, "a", "cache", response("a", "cache", "10", "new"));
+        applied.observed(S, "a", "cache", Some("12"));
+        assert_eq!(applied.len(), 0);
+    }
+
+    #[test]
+    fn a_cache_ahead_of_the_response_is_current() {
+        // The watch delivered the apply (and the DaemonSet controller's status update after it)
+        // before the response was recorded: no event will end the expectation, the cache does.
+        let applied = AppliedChildren::default();
+        applied.record(S, "a", "cache", response("a", "cache", "10", "new"));
+        assert_eq!(applied.current(S, "a", "cache", cached("11")), cached("11"));
+        assert_eq!(applied.len(), 0);
+        // Versions are compared as numbers, not as text ("9" < "10").
+        applied.record(S, "a", "cache", response("a", "cache", "10", "new"));
+        assert_ne!(applied.current(S, "a", "cache", cached("9")), cached("9"));
+        // A version that is not a number: the cache is trusted.
+        assert_eq!(applied.current(S, "a", "cache", cached("v9")), cached("v9"));
+        assert_eq!(applied.len(), 0);
     }
 
     #[test]
