@@ -33,8 +33,9 @@ const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 /// A label no object carries: the probe's watch streams nothing but the closing bookmark.
 const PROBE_SELECTOR: &str = "lmcache.ai/watch-list-probe=none";
 
-/// How long the probe waits for the API server's answer.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the probe waits for the API server's answer, in seconds (the watch's own
+/// `timeoutSeconds` too).
+const PROBE_TIMEOUT_SECS: u32 = 5;
 
 /// How every watch fills its cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -79,35 +80,40 @@ impl ListStrategy {
 
 /// Whether the API server streams initial lists: a watch of ConfigMaps (the operator may watch
 /// them in every namespace) selecting nothing must end its initial events with the bookmark.
-/// Any error, another first event or no answer within [`PROBE_TIMEOUT`] means no.
+/// Any error, another first event or no answer within [`PROBE_TIMEOUT_SECS`] means no.
 async fn streaming_supported(client: &Client) -> bool {
     let api = Api::<ConfigMap>::all(client.clone());
     let params = WatchParams::default()
         .labels(PROBE_SELECTOR)
         .initial_events()
-        .timeout(u32::try_from(PROBE_TIMEOUT.as_secs()).unwrap_or(5));
-    let answer = tokio::time::timeout(PROBE_TIMEOUT, async {
+        .timeout(PROBE_TIMEOUT_SECS);
+    let deadline = Duration::from_secs(PROBE_TIMEOUT_SECS.into());
+    let answer = tokio::time::timeout(deadline, async {
         let mut events = api.watch_metadata(&params, "0").await?.boxed();
         Ok::<_, kube::Error>(events.next().await)
     })
     .await;
-    let supported = match &answer {
-        Ok(Ok(Some(Ok(WatchEvent::Bookmark(bookmark))))) => {
-            bookmark
+    match answer {
+        Ok(Ok(Some(Ok(WatchEvent::Bookmark(bookmark)))))
+            if bookmark
                 .metadata
                 .annotations
                 .get(INITIAL_EVENTS_END)
-                .map(String::as_str)
-                == Some("true")
+                .is_some_and(|end| end == "true") =>
+        {
+            true
         }
-        _ => false,
-    };
-    match answer {
         Ok(Err(error)) => {
-            tracing::info!(%error, "the API server does not stream initial lists; listing in pages")
+            tracing::info!(%error, "the API server refused a streamed list");
+            false
         }
-        _ if supported => tracing::info!("the API server streams initial lists; watches start with them"),
-        _ => tracing::info!("the API server did not confirm streamed initial lists; listing in pages"),
+        Err(_) => {
+            tracing::info!("the API server did not answer the streamed-list probe within {deadline:?}");
+            false
+        }
+        Ok(Ok(_)) => {
+            tracing::info!("the API server did not end a streamed list with its bookmark");
+            false
+        }
     }
-    supported
 }

@@ -5,15 +5,11 @@
 //! the initial list, and a child deleted afterwards arrives through the watch and is recreated.
 
 use lmcache_e2e::crd::Kind;
-use lmcache_e2e::objects::{Res, Scope, borrowed, engine_children};
+use lmcache_e2e::objects::{Res, Scope, borrowed, engine_children, uid};
 use lmcache_e2e::product::{self, Process};
 use lmcache_e2e::{Cluster, TempNamespace, settings};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
-
-fn uid(obj: &Value) -> String {
-    obj["metadata"]["uid"].as_str().unwrap_or_default().to_string()
-}
 
 #[tokio::test]
 #[ignore = "needs a cluster: cargo xtask e2e"]

@@ -40,6 +40,19 @@ async fn answer(request: Request<Body>, send: SendResponse<Response<Body>>) {
     );
 }
 
+/// A context whose API server is `handle`: every request waits until the test answers it.
+fn context() -> (Context, Handle<Request<Body>, Response<Body>>) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Context::new(
+        Client::new(service, "default"),
+        "cluster.local",
+        Writers::default().stores(),
+        ServiceMonitorApi::new(false),
+        Metrics::default(),
+    );
+    (ctx, handle)
+}
+
 async fn next(
     handle: &mut Handle<Request<Body>, Response<Body>>,
 ) -> (Request<Body>, SendResponse<Response<Body>>) {
@@ -48,14 +61,7 @@ async fn next(
 
 #[tokio::test]
 async fn events_are_sent_in_the_background_four_at_a_time() {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = Context::new(
-        Client::new(service, "default"),
-        "cluster.local",
-        Writers::default().stores(),
-        ServiceMonitorApi::new(false),
-        Metrics::default(),
-    );
+    let (ctx, mut handle) = context();
     // Six Events published while the API server answers none: `publish` does not wait.
     for i in 0..6 {
         ctx.publish(
@@ -101,14 +107,7 @@ async fn events_are_sent_in_the_background_four_at_a_time() {
 
 #[tokio::test]
 async fn a_failed_event_may_be_published_again() {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = Context::new(
-        Client::new(service, "default"),
-        "cluster.local",
-        Writers::default().stores(),
-        ServiceMonitorApi::new(false),
-        Metrics::default(),
-    );
+    let (ctx, mut handle) = context();
     ctx.publish(&engine(0), 1, EventType::Warning, "NameConflict", "taken");
     let (_, send) = next(&mut handle).await;
     let refused = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}"#;
