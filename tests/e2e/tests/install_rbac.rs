@@ -68,9 +68,14 @@ async fn dry_run(cluster: &Cluster, file: &str) -> anyhow::Result<Vec<String>> {
     let path = install_file(file);
     let text = std::fs::read_to_string(&path)?;
     let ns = install_namespace(&text)?;
+    // Both install files name the same namespace and their tests run in parallel: the other
+    // test may create it between our look and our create.
     let exists = kubectl.run(&["get", "namespace", &ns]).await?;
     if !exists.success {
-        kubectl.run(&["create", "namespace", &ns]).await?.ok()?;
+        let created = kubectl.run(&["create", "namespace", &ns]).await?;
+        if !created.stderr.contains("AlreadyExists") {
+            created.ok()?;
+        }
     }
     let out = kubectl
         .run(&["apply", "--dry-run=server", "-f", &path.display().to_string()])
